@@ -1,0 +1,141 @@
+"""The ``langnav`` command. Each subcommand parses its arguments here and calls one
+function in the package that owns the work (imported lazily so ``langnav --help`` and
+the data commands never import torch)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, List, Optional
+
+
+def _handler(target: str) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = target.split(":")
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module_name), func_name)(args)
+
+    return run
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="build, validate and inspect VLN-CE R2R datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+
+    build = dsub.add_parser("build", help="build a houses dataset (scenes + episodes)")
+    build.add_argument("--preset", default="tiny", help="dataset preset: tiny or default "
+                       "(habitat_configs/houses/<preset>.yaml) or a path to a YAML file")
+    build.add_argument("--out", required=True, help="output directory")
+    build.add_argument("--seed", type=int, default=0, help="base random seed")
+    build.add_argument("--workers", type=int, default=None,
+                       help="worker processes (default: number of CPU cores)")
+    build.add_argument("overrides", nargs="*", help="dotted key=value overrides of the preset")
+    build.set_defaults(func=_handler("agent.datasets.builder:cli_build"))
+
+    validate = dsub.add_parser("validate", help="check a VLN-CE R2R episode file or data dir")
+    validate.add_argument("path", help="a {split}.json.gz file or a data directory")
+    validate.add_argument("--gt", default=None, help="ground-truth file (default: found beside)")
+    validate.set_defaults(func=_handler("agent.datasets.validate:cli_validate"))
+
+    show = dsub.add_parser("show", help="draw an episode: start RGB, depth, map, instruction")
+    show.add_argument("data_dir", help="dataset directory")
+    show.add_argument("--split", default="val_seen")
+    show.add_argument("--episode", default=None, help="episode id (default: the first)")
+    show.add_argument("--out", required=True, help="output PNG file")
+    show.set_defaults(func=_handler("agent.datasets.show:cli_show"))
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="evaluate an agent on a split")
+    ev.add_argument("--agent", required=True,
+                    help="random, handcrafted, expert, oracle-room, or a checkpoint PATH.pt")
+    ev.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
+    ev.add_argument("--split", default="val_seen", help="split name, or several comma-separated")
+    ev.add_argument("--out", required=True, help="run directory for stats and predictions")
+    ev.add_argument("--num-envs", type=int, default=2, help="environment worker processes")
+    ev.add_argument("--max-episodes", type=int, default=None, help="evaluate the first K only")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--instructions", choices=("normal", "shuffled"), default="normal",
+                    help="shuffled: swap instructions among episodes of the same house")
+    ev.add_argument("--backend-config", default=None,
+                    help="backend YAML (default: houses; e.g. habitat_configs/habitat/vln_r2r.yaml)")
+    ev.add_argument("--name", default=None, help="method name shown in reports")
+    ev.set_defaults(func=_handler("eval.evaluator:cli_eval"))
+
+    rep = sub.add_parser("report", help="leaderboard report from run directories")
+    rep.add_argument("runs", nargs="+", help="run directories holding stats_{split}.json")
+    rep.add_argument("--out", required=True, help="output directory")
+    rep.add_argument("--baseline", default=None, help="row name for paired deltas")
+    rep.set_defaults(func=_handler("eval.report:cli_report"))
+
+    ro = sub.add_parser("rollout", help="write rollout videos (mp4) and a contact sheet")
+    ro.add_argument("--agent", required=True)
+    ro.add_argument("--data", default=None)
+    ro.add_argument("--split", default="val_seen")
+    ro.add_argument("--episodes", type=int, default=1, help="number of episodes")
+    ro.add_argument("--episode-ids", default=None, help="comma-separated episode ids")
+    ro.add_argument("--out", required=True)
+    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--backend-config", default=None)
+    ro.add_argument("--fps", type=int, default=8)
+    ro.set_defaults(func=_handler("eval.video:cli_rollout"))
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train an agent from an experiment config")
+    tr.add_argument("--config", required=True, help="habitat_configs/experiments/<name>.yaml")
+    tr.add_argument("--help-config", action="store_true", help="list every config key")
+    tr.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    tr.set_defaults(func=_handler("agent.algos.train:cli_train"))
+
+    rm = sub.add_parser("reward-map", help="draw the learned reward over a house map")
+    rm.add_argument("--checkpoint", required=True)
+    rm.add_argument("--data", default=None)
+    rm.add_argument("--split", default="val_seen")
+    rm.add_argument("--episode", required=True)
+    rm.add_argument("--out", required=True)
+    rm.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_map"))
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="print throughput figures")
+    bench.add_argument("what", choices=("render", "encoder", "env", "train"),
+                       help="what to measure")
+    bench.add_argument("--seconds", type=float, default=3.0)
+    bench.add_argument("--data", default=None, help="dataset directory (train/env benchmarks)")
+    bench.set_defaults(func=_handler("agent.bench:cli_bench"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="langnav",
+        description="Language-conditioned navigation agents (R2R / VLN-CE format).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="verbose logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_data(sub)
+    _add_eval(sub)
+    _add_train(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("langnav: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        if args.verbose:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"langnav: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Runs an agent over a split in N environment worker processes and writes
+``stats_{split}.json`` (per-episode metrics and trajectories, aggregates) and
+``predictions_{split}.json`` (VLN-CE leaderboard format).
+
+Resumable: every finished episode is appended (and fsynced) to
+``RUN_DIR/partial_{split}.jsonl``; a re-run after a kill skips those episodes, and since
+agents seed their randomness per episode, yields the same stats as one uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger("langnav.eval")
+
+
+# ---------------------------------------------------------------------------- controls
+def shuffle_instructions(episodes: Sequence[Dict[str, Any]], seed: int = 0) -> List[Dict[str, Any]]:
+    """Swap instructions among episodes of the same house (the language control): each
+    episode gets the instruction of another path of its house where one exists."""
+    from agent.datasets.episodes import house_of
+
+    rng = np.random.default_rng(seed)
+    by_house: Dict[str, List[int]] = defaultdict(list)
+    for i, ep in enumerate(episodes):
+        by_house[house_of(ep)].append(i)
+    out = [dict(ep) for ep in episodes]
+    for idx in by_house.values():
+        order = list(idx)
+        for _ in range(20):  # a few tries at a permutation that changes every path
+            perm = list(rng.permutation(order))
+            if all(episodes[a]["trajectory_id"] != episodes[b]["trajectory_id"]
+                   for a, b in zip(order, perm)):
+                break
+        for a, b in zip(order, perm):
+            out[a]["instruction"] = episodes[b]["instruction"]
+    return out
+
+
+# ---------------------------------------------------------------------------- resume log
+class PartialLog:
+    """Append-only JSON lines of finished episodes; a torn last line is ignored."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def load(self) -> Dict[str, Dict[str, Any]]:
+        done: Dict[str, Dict[str, Any]] = {}
+        if not os.path.exists(self.path):
+            return done
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the line a kill cut short; that episode runs again
+                done[str(rec["episode_id"])] = rec
+        return done
+
+    def append(self, record: Dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------- the loop
+def _new_record(episode: Dict[str, Any], gt: Dict[str, Any], d0: float,
+                position, heading) -> Dict[str, Any]:
+    from agent.datasets.episodes import house_of
+
+    entry = gt.get(str(episode["episode_id"]))
+    return {"episode_id": str(episode["episode_id"]), "house": house_of(episode),
+            "trajectory_id": episode.get("trajectory_id"), "geodesic_start": float(d0),
+            "positions": [list(map(float, position))], "headings": [float(heading)],
+            "actions": [], "distances_to_goal": [float(d0)], "stop_called": False,
+            "gt_locations": entry["locations"] if entry else None}
+
+
+def _finish(record: Dict[str, Any]) -> Dict[str, Any]:
+    from eval.metrics import episode_metrics
+
+    record["metrics"] = episode_metrics(record)
+    return record
+
+
+def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, Any],
+                 on_finished, progress=None) -> None:
+    """Run ``episodes`` on the vector env, calling ``on_finished(record)`` for each."""
+    queue = list(episodes)
+    n = envs.num_envs
+    slots: List[Optional[Dict[str, Any]]] = [None] * n
+    obs: List[Optional[Dict[str, Any]]] = [None] * n
+    masks = [0.0] * n
+    hidden = None
+
+    def start(slot: int) -> None:
+        if not queue:
+            slots[slot] = None
+            return
+        ep = queue.pop(0)
+        obs[slot] = envs.reset_at(slot, ep)
+        goal = (ep.get("goals") or [{}])[0].get("position")
+        d0 = envs.call_at(slot, "geodesic_distance", ep["start_position"], goal) if goal else float("nan")
+        position, heading = envs.call_at(slot, "agent_state")
+        slots[slot] = _new_record(ep, gt, d0, position, heading)
+        masks[slot] = 0.0
+        if hasattr(agent, "start_episode"):
+            agent.start_episode(slot, ep)
+
+    for s in range(n):
+        start(s)
+    while any(r is not None for r in slots):
+        active = [i for i in range(n) if slots[i] is not None]
+        batch_obs = [obs[i] if obs[i] is not None else obs[active[0]] for i in range(n)]
+        actions, hidden = agent.act(batch_obs, hidden, list(masks), deterministic=True)
+        results = envs.step([actions[i] for i in active], indices=active)
+        for i, (o, done, info) in zip(active, results):
+            rec = slots[i]
+            rec["actions"].append(int(actions[i]))
+            rec["positions"].append([float(v) for v in info["position"]])
+            rec["headings"].append(float(info["heading"]))
+            rec["distances_to_goal"].append(float(info["distance_to_goal"]))
+            obs[i], masks[i] = o, 1.0
+            if done:
+                rec["stop_called"] = bool(info["is_stop_called"])
+                on_finished(_finish(rec))
+                if progress is not None:
+                    progress.update(1)
+                start(i)
+
+
+# ---------------------------------------------------------------------------- one split
+def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: str, *,
+                   backend_cfg: Dict[str, Any], num_envs: int = 2,
+                   max_episodes: Optional[int] = None, instructions: str = "normal",
+                   seed: int = 0, run_meta: Optional[Dict[str, Any]] = None,
+                   in_process: bool = False) -> Dict[str, Any]:
+    """Evaluate on one split; returns the stats dict (also written to ``out_dir``)."""
+    from tqdm import tqdm
+
+    from agent.datasets.episodes import load_gt, load_split, split_paths
+    from agent.envs.vector_env import VectorEnv
+    from eval.schema import aggregate, predictions_from_stats, save_stats
+
+    ep_path, gt_path = split_paths(data_dir, split)
+    episodes, _ = load_split(ep_path)
+    gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
+    if instructions == "shuffled":
+        episodes = shuffle_instructions(episodes, seed)
+    if max_episodes is not None:
+        episodes = episodes[:max_episodes]
+    os.makedirs(out_dir, exist_ok=True)
+    partial = PartialLog(os.path.join(out_dir, f"partial_{split}.jsonl"))
+    done = partial.load()
+    todo = [ep for ep in episodes if str(ep["episode_id"]) not in done]
+    t0 = time.time()
+    if todo:
+        log.info("%s on %s: %d episodes to run, %d already done", agent_name, split,
+                 len(todo), len(done))
+        cfg = dict(backend_cfg, privileged=bool(getattr(agent, "privileged", False)))
+        with VectorEnv(cfg, min(num_envs, len(todo)), in_process=in_process) as envs:
+            if hasattr(agent, "bind_envs"):
+                agent.bind_envs(envs)
+            with tqdm(total=len(episodes), initial=len(done), desc=f"{agent_name} {split}",
+                      unit="ep") as bar:
+                def finished(rec: Dict[str, Any]) -> None:
+                    partial.append(rec)
+                    done[rec["episode_id"]] = rec
+                run_episodes(agent, envs, todo, gt, finished, bar)
+    order = [str(ep["episode_id"]) for ep in episodes]
+    per_episode = {eid: {"house": done[eid]["house"], "trajectory_id": done[eid]["trajectory_id"],
+                         "geodesic_start": done[eid]["geodesic_start"],
+                         "metrics": done[eid]["metrics"],
+                         "trajectory": {k: done[eid][k] for k in ("positions", "headings", "actions")},
+                         "stop_called": done[eid]["stop_called"]}
+                   for eid in order}
+    run = {"method": agent_name, "seed": seed, "instructions": instructions,
+           "training_frames": None, "wall_time_s": None, "backend": backend_cfg.get("backend", "houses"),
+           "data_dir": os.path.abspath(data_dir), "checkpoint": None, "notes": "",
+           "eval_seconds": round(time.time() - t0, 1)}
+    run.update(run_meta or {})
+    stats = {"schema": "langnav.stats/1", "split": split, "agent": agent_name, "run": run,
+             "episodes": per_episode, "aggregate": aggregate(per_episode)}
+    save_stats(os.path.join(out_dir, f"stats_{split}.json"), stats)
+    _write_json_atomic(os.path.join(out_dir, f"predictions_{split}.json"),
+                       predictions_from_stats(stats))
+    return stats
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def houses_backend_config(data_dir: str, width: int = 128, height: int = 128) -> Dict[str, Any]:
+    return {"backend": "houses", "scenes_dir": os.path.join(data_dir, "scenes"),
+            "width": width, "height": height}
+
+
+def load_backend_config(path: Optional[str], data_dir: str, **defaults: Any) -> Dict[str, Any]:
+    """The backend YAML (habitat or houses), or the houses default for ``data_dir``."""
+    if path is None:
+        return houses_backend_config(data_dir, **defaults)
+    import yaml
+
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    if not isinstance(cfg, dict) or "backend" not in cfg:
+        raise ValueError(f"backend config {path} must be a mapping with a 'backend' key")
+    return cfg
+
+
+def format_aggregate(stats: Dict[str, Any]) -> str:
+    agg = stats["aggregate"]
+    keys = ("tl", "ne", "osr", "sr", "spl", "ndtw", "sdtw")
+    vals = "  ".join(f"{k.upper()} {agg[k]:.3f}" for k in keys if agg.get(k) is not None)
+    return f"{stats['agent']:<14} {stats['split']:<11} n={agg.get('num_episodes')}  {vals}"
+
+
+def cli_eval(args) -> int:
+    from eval.agents import make_agent
+
+    data_dir = args.data
+    if data_dir is None:
+        raise ValueError("--data DIR is required for this agent")
+    backend_cfg = load_backend_config(args.backend_config, data_dir)
+    agent = make_agent(args.agent, args.num_envs, data_dir, seed=args.seed)
+    name = args.name or getattr(agent, "name", None) or os.path.basename(args.agent)
+    meta = dict(getattr(agent, "run_meta", {}) or {})
+    for split in args.split.split(","):
+        stats = evaluate_split(agent, name, data_dir, split, args.out, backend_cfg=backend_cfg,
+                               num_envs=args.num_envs, max_episodes=args.max_episodes,
+                               instructions=args.instructions, seed=args.seed, run_meta=meta)
+        print(format_aggregate(stats))
+    print(f"wrote {args.out}")
+    return 0
