@@ -91,8 +91,9 @@ def _finish(record: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, Any],
-                 on_finished, progress=None) -> None:
-    """Run ``episodes`` on the vector env, calling ``on_finished(record)`` for each."""
+                 on_finished, progress=None, on_step=None) -> None:
+    """Run ``episodes`` on the vector env, calling ``on_finished(record)`` for each, and
+    ``on_step(slot, record, observations, action)`` after each reset (action None) and step."""
     queue = list(episodes)
     n = envs.num_envs
     slots: List[Optional[Dict[str, Any]]] = [None] * n
@@ -113,6 +114,8 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
         masks[slot] = 0.0
         if hasattr(agent, "start_episode"):
             agent.start_episode(slot, ep)
+        if on_step is not None:
+            on_step(slot, slots[slot], obs[slot], None)
 
     for s in range(n):
         start(s)
@@ -130,6 +133,9 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
             obs[i], masks[i] = o, 1.0
             if done:
                 rec["stop_called"] = bool(info["is_stop_called"])
+            if on_step is not None:
+                on_step(i, rec, o, int(actions[i]))
+            if done:
                 on_finished(_finish(rec))
                 if progress is not None:
                     progress.update(1)

@@ -150,6 +150,14 @@ class VectorEnv:
         return [self._recv(i) for i in indices]
 
     # ------------------------------------------------------------------ API
+    @property
+    def local_envs(self) -> List[Any]:
+        """The env objects themselves (``in_process=True`` only): rollout videos read
+        the floor plan from them."""
+        if not self.in_process:
+            raise RuntimeError("local_envs needs VectorEnv(..., in_process=True)")
+        return [local.env for local in self._locals]
+
     def reset(self, episodes: Sequence[Dict[str, Any]],
               indices: Optional[Sequence[int]] = None) -> List[Dict[str, Any]]:
         """Reset envs (all, or ``indices``) to the given episodes; returns observations."""

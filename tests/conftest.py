@@ -1,0 +1,49 @@
+"""Session-wide fixtures: the tiny houses dataset is built once per source version and
+reused (cached under .pytest_cache, keyed by a hash of the code that builds it)."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD_SOURCES = ("agent/envs/houses/*.py", "agent/datasets/*.py", "agent/envs/base.py",
+                 "habitat_configs/houses/tiny.yaml")
+
+
+def _source_hash() -> str:
+    h = hashlib.sha1()
+    for pattern in BUILD_SOURCES:
+        for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
+            h.update(path.encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """Path of the tiny houses dataset (train / val_seen / val_unseen + scenes)."""
+    from agent.datasets.builder import build_dataset, check_fairness, load_build_config
+
+    cache_root = os.path.join(ROOT, ".pytest_cache", "langnav")
+    out = os.path.join(cache_root, f"tiny_{_source_hash()}")
+    if not os.path.exists(os.path.join(out, "build.json")):
+        for stale in glob.glob(os.path.join(cache_root, "tiny_*")):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = out + ".building"
+        shutil.rmtree(tmp, ignore_errors=True)
+        report = build_dataset(load_build_config("tiny"), tmp, seed=0, workers=2)
+        check_fairness(report, tmp)
+        os.replace(tmp, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_fairness(tiny_dataset):
+    with open(os.path.join(tiny_dataset, "fairness.json")) as f:
+        return json.load(f)
