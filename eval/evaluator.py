@@ -71,16 +71,18 @@ class PartialLog:
 
 
 # ---------------------------------------------------------------------------- the loop
-def _new_record(episode: Dict[str, Any], gt: Dict[str, Any], d0: float,
+def _new_record(episode: Dict[str, Any], gt: Dict[str, Any], d0: Optional[float],
                 position, heading) -> Dict[str, Any]:
+    """A fresh per-episode record; ``d0`` is None when the split withholds the goal."""
     from agent.datasets.episodes import house_of
 
     entry = gt.get(str(episode["episode_id"]))
     return {"episode_id": str(episode["episode_id"]), "house": house_of(episode),
-            "trajectory_id": episode.get("trajectory_id"), "geodesic_start": float(d0),
+            "trajectory_id": episode.get("trajectory_id"),
+            "geodesic_start": None if d0 is None else float(d0),
             "positions": [list(map(float, position))], "headings": [float(heading)],
-            "actions": [], "distances_to_goal": [float(d0)], "stop_called": False,
-            "gt_locations": entry["locations"] if entry else None}
+            "actions": [], "distances_to_goal": None if d0 is None else [float(d0)],
+            "stop_called": False, "gt_locations": entry["locations"] if entry else None}
 
 
 def _finish(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -108,7 +110,7 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
         ep = queue.pop(0)
         obs[slot] = envs.reset_at(slot, ep)
         goal = (ep.get("goals") or [{}])[0].get("position")
-        d0 = envs.call_at(slot, "geodesic_distance", ep["start_position"], goal) if goal else float("nan")
+        d0 = envs.call_at(slot, "geodesic_distance", ep["start_position"], goal) if goal else None
         position, heading = envs.call_at(slot, "agent_state")
         slots[slot] = _new_record(ep, gt, d0, position, heading)
         masks[slot] = 0.0
@@ -129,7 +131,8 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
             rec["actions"].append(int(actions[i]))
             rec["positions"].append([float(v) for v in info["position"]])
             rec["headings"].append(float(info["heading"]))
-            rec["distances_to_goal"].append(float(info["distance_to_goal"]))
+            if rec["distances_to_goal"] is not None:
+                rec["distances_to_goal"].append(float(info["distance_to_goal"]))
             obs[i], masks[i] = o, 1.0
             if done:
                 rec["stop_called"] = bool(info["is_stop_called"])
