@@ -15,7 +15,7 @@ from agent.envs.houses.floorplan import ROOM_TYPES, FloorPlan, Rect
 from agent.envs.houses.generator import (DOOR_CLEARANCE, DOOR_WIDTH, OPENING_WIDTH,
                                          door_clearance, floorplan_path_for, generate_house,
                                          room_graph_components, write_house)
-from agent.envs.houses.mesh import MATERIAL_ID, SceneMesh, build_mesh
+from agent.envs.houses.mesh import MATERIAL_ID, MATERIAL_PATTERNS, SceneMesh, build_mesh
 
 SEEDS = range(12)
 
@@ -110,7 +110,7 @@ def test_doors_lie_on_shared_walls_and_connect_all_rooms(houses, small_houses, h
             assert lo - 1e-6 <= wide <= hi + 1e-6, (plan.house_id, door)
             cx, cz = d.center
             # the gap's centre line is the boundary between its two rooms
-            assert a.contains(cx, cz) and b.contains(cx, cz), (plan.house_id, door)
+            assert a.contains(cx, cz, 1e-6) and b.contains(cx, cz, 1e-6), (plan.house_id, door)
             for x, z in ((d.x0, d.z0), (d.x1, d.z1)):
                 assert a.contains(x, z, margin=plan.wall_thickness) and b.contains(x, z, margin=plan.wall_thickness)
     kinds = collections.Counter(d.kind for p in houses for d in p.doors)
@@ -245,6 +245,20 @@ def test_heldout_houses_change_shapes_and_shades_but_no_words(houses, heldout_ho
     remapped = [m for m in catalog.FLOOR_MATERIALS
                 if catalog.floor_pattern(m, "heldout") != catalog.floor_pattern(m, "standard")]
     assert remapped
+
+
+def test_catalogue_patterns_and_colours_exist():
+    for looks in catalog.FLOOR_LOOKS.values():
+        for look in looks.values():
+            assert look.pattern in MATERIAL_PATTERNS and look.colors
+    for variant in catalog.VARIANTS.values():
+        for part in variant.parts:
+            assert part.pattern in MATERIAL_PATTERNS and part.shape in ("box", "cyl")
+            assert part.role == "main" or part.role in catalog.ROLE_COLORS
+            assert part.u0 < part.u1 and part.v0 < part.v1 and part.y0 < part.y1
+    assert len(catalog.OBJECT_LABELS) == len(set(catalog.OBJECT_LABELS)) >= 20
+    assert {"red", "green", "blue", "yellow", "white", "gray", "black", "brown", "orange",
+            "purple", "pink", "beige"} <= set(catalog.COLOR_NAMES)
 
 
 # ------------------------------------------------------------------ files

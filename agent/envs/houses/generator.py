@@ -710,8 +710,8 @@ def generate_house(house_id: str, seed: int, *, variant_set: str = "standard",
     """A random house, a pure function of the arguments.
 
     ``variant_set`` "heldout" draws other colour shades, floor looks and furniture shapes
-    (same words); ``size`` "default" gives 8-13 rooms on ~180-320 m^2, "small" 6-8 rooms
-    for fast tests.
+    (same words); ``size`` "default" gives 10-14 rooms on ~200-350 m^2 (median ~280),
+    "small" 6-8 rooms on ~105-150 m^2 for fast tests.
     """
     if variant_set not in catalog.VARIANT_SETS:
         raise ValueError(f"house {house_id}: unknown variant_set {variant_set!r}; "

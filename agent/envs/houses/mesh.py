@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.envs.houses import catalog
+
 #: procedural surface patterns; index = value stored in ``SceneMesh.material``
 MATERIAL_PATTERNS = ("plain", "wood", "tile", "carpet", "stone", "paint", "fabric", "metal")
 MATERIAL_ID = {name: i for i, name in enumerate(MATERIAL_PATTERNS)}
@@ -142,26 +144,24 @@ def build_mesh(plan) -> SceneMesh:
     room it looks into, exterior faces neutral), headers over doorways, a ceiling at
     ``wall_height`` and the furniture (a few boxes/prisms per object, ``object_ids`` =
     the object's id; -1 for everything else). Y-up, metres, floor at y = 0."""
-    from agent.envs.houses import catalog
-
     mb = _MeshBuilder()
     for room in plan.rooms:
         r = room.rect
         pattern = MATERIAL_ID[catalog.floor_pattern(room.floor_material, plan.variant_set)]
         mb.polygon([(r.x0, 0.0, r.z0), (r.x0, 0.0, r.z1), (r.x1, 0.0, r.z1), (r.x1, 0.0, r.z0)],
                    (0.0, 1.0, 0.0), room.floor_color, pattern, -1)
-    _add_walls(mb, plan, catalog)
-    _add_headers(mb, plan, catalog)
+    _add_walls(mb, plan)
+    _add_headers(mb, plan)
     b, half = plan.bounds, plan.wall_thickness / 2.0
     x0, z0, x1, z1, y = b.x0 - half, b.z0 - half, b.x1 + half, b.z1 + half, plan.wall_height
     mb.polygon([(x0, y, z0), (x1, y, z0), (x1, y, z1), (x0, y, z1)], (0.0, -1.0, 0.0),
                catalog.CEILING_COLOR, MATERIAL_ID["plain"], -1)
     for obj in plan.objects:
-        _add_object(mb, obj, catalog)
+        _add_object(mb, obj)
     return mb.build()
 
 
-def _add_walls(mb: _MeshBuilder, plan, catalog) -> None:
+def _add_walls(mb: _MeshBuilder, plan) -> None:
     """Wall boxes without top (under the ceiling) and bottom (on the floor) faces; a face
     takes the paint of the room it looks into, or the neutral exterior colour. End faces
     buried in another wall (where walls meet) are left out."""
@@ -181,7 +181,7 @@ def _add_walls(mb: _MeshBuilder, plan, catalog) -> None:
                skip=((0, 1, 0), (0, -1, 0)))
 
 
-def _add_headers(mb: _MeshBuilder, plan, catalog) -> None:
+def _add_headers(mb: _MeshBuilder, plan) -> None:
     """The wall above each doorway, from the header height up to the ceiling."""
     for door in plan.doors:
         r = door.rect
@@ -210,7 +210,7 @@ def _object_frame(obj):
                      f"multiple of 90 degrees")
 
 
-def _add_object(mb: _MeshBuilder, obj, catalog) -> None:
+def _add_object(mb: _MeshBuilder, obj) -> None:
     if obj.variant not in catalog.VARIANTS:
         raise KeyError(f"object {obj.object_id} ({obj.label}): unknown shape variant "
                        f"{obj.variant!r}")
