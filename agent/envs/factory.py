@@ -4,9 +4,9 @@ keyword arguments>...}``.
 
 The backend's module is imported only here, when it is selected, so that choosing the
 houses backend never touches habitat and vice versa. Keys that a backend config carries
-for other readers (the dataset location, the success radius used by evaluation) are
-listed in :data:`NON_ENV_KEYS` and not passed to the constructor; any other key that the
-backend's constructor does not accept is an error naming the key and the accepted ones.
+for other readers (its name, the dataset location) are listed in :data:`NON_ENV_KEYS` and
+not passed to the constructor; any other key that the backend's constructor does not
+accept is an error naming the key and the accepted ones.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ BACKENDS: Dict[str, Tuple[str, str]] = {
 }
 
 #: backend-config keys read by datasets / evaluation, not by the env constructor
-NON_ENV_KEYS = ("name", "data_dir", "success_distance_m")
+NON_ENV_KEYS = ("name", "data_dir")
 
 
 class BackendConfigError(ValueError):

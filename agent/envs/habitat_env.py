@@ -23,12 +23,19 @@ below convert explicitly so the order is never implicit.
 Depth: habitat-sim's pinhole depth sensor returns metres along the camera axis (planar z),
 0 where no geometry was hit (habitat-sim issue #1712); this backend clips it to [0, 10]
 as habitat-lab's HabitatSimDepthSensor does with ``normalize_depth: false``.
+
+Scene orientation: habitat-sim treats any ``.glb`` without a ``<stem>.stage_config.json``
+beside it as a Z-up Matterport3D mesh and rotates it to Y-up. Matterport3D needs exactly
+that; glTF-convention (Y-up) files such as the houses scenes need ``glb_up_axis="y"``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -46,6 +53,7 @@ from agent.envs.base import (
     MOVE_FORWARD,
     NUM_ACTIONS,
     STOP,
+    SUCCESS_DISTANCE_M,
     TURN_ANGLE_DEG,
     TURN_LEFT,
     TURN_RIGHT,
@@ -66,6 +74,11 @@ DEFAULT_SCENE_PATH_PREFIX = "data/scene_datasets/"
 
 SENSOR_NAMES = ("rgb", "depth")
 
+#: how the .glb scene files are oriented: "z" = habitat-sim's default for .glb (Z-up
+#: meshes, as Matterport3D's, unless a <scene>.stage_config.json beside the file says
+#: otherwise); "y" = glTF's own Y-up convention (the houses scenes)
+GLB_UP_AXES = ("z", "y")
+
 #: tolerance on |q| - 1 and on the x / z components of a yaw-only start rotation
 _QUATERNION_TOLERANCE = 1e-3
 
@@ -74,7 +87,7 @@ class HabitatUnavailableError(ImportError):
     """habitat-sim is not importable in this Python environment."""
 
 
-class HabitatBackendError(RuntimeError):
+class HabitatBackendError(ValueError):
     """The habitat backend cannot run an episode (missing scene, no navmesh, bad episode)."""
 
 
@@ -163,6 +176,28 @@ def instruction_tokens_array(tokens: Sequence[int], where: str) -> np.ndarray:
     return out
 
 
+def write_yup_stage_config(glb_path: str, stage_dir: str, name: str) -> str:
+    """Make a Y-up .glb loadable by habitat-sim, which otherwise treats every .glb as a
+    Z-up Matterport3D mesh (StageAttributesManager::setDefaultAssetNameBasedAttributes).
+
+    Writes ``stage_dir/{name}.glb`` (a symlink to ``glb_path``) and beside it
+    ``{name}.stage_config.json`` declaring up +Y and front -Z; habitat-sim picks up a
+    ``<stem>.stage_config.json`` next to a scene file by itself. Returns the symlink path,
+    to be used as the simulator's ``scene_id``. Nothing is written next to ``glb_path``.
+    """
+    link = os.path.join(stage_dir, name + ".glb")
+    if not os.path.lexists(link):
+        os.symlink(os.path.abspath(glb_path), link)
+    config = {"render_asset": name + ".glb", "up": [0.0, 1.0, 0.0], "front": [0.0, 0.0, -1.0],
+              "origin": [0.0, 0.0, 0.0], "units_to_meters": 1.0}
+    config_path = os.path.join(stage_dir, name + ".stage_config.json")
+    tmp = f"{config_path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=1)
+    os.replace(tmp, config_path)
+    return link
+
+
 def _four_floats(q: Sequence[float]) -> Tuple[float, float, float, float]:
     values = [float(v) for v in q]
     if len(values) != 4:
@@ -181,28 +216,39 @@ class HabitatEnv(NavEnv):
     Observations: ``rgb`` uint8 (H, W, 3), ``depth`` float32 (Hd, Wd, 1) metres in [0, 10],
     ``instruction`` ``{text, tokens int64[200]}``; with ``privileged=True`` also
     ``privileged_position`` float32 (3,), ``privileged_heading`` float32 (1,) and
-    ``privileged_goal`` float32 (3,).
+    ``privileged_goal`` float32 (3,) (NaN without a goal). ``step`` info:
+    ``distance_to_goal`` (geodesic to ``goals[0]``, NaN without goals), ``position``
+    [x, y, z], ``heading`` (radians), ``collided``, ``is_stop_called``, ``steps`` and
+    ``truncated`` (the episode hit ``max_steps``) -- the same keys as HousesEnv.
     """
 
     def __init__(self, scenes_dir: str, *, width: int = 224, height: int = 224,
                  depth_width: Optional[int] = None, depth_height: Optional[int] = None,
                  hfov_deg: float = HFOV_DEG, camera_height: float = CAMERA_HEIGHT_M,
                  max_steps: int = MAX_EPISODE_STEPS, sensors: Sequence[str] = SENSOR_NAMES,
-                 privileged: bool = False, forward_step_m: float = FORWARD_STEP_M,
+                 privileged: bool = False, forward_step: float = FORWARD_STEP_M,
                  turn_angle_deg: float = TURN_ANGLE_DEG, allow_sliding: bool = True,
                  agent_radius: float = AGENT_RADIUS_M, agent_height: float = AGENT_HEIGHT_M,
                  gpu_device_id: int = 0, recompute_navmesh: bool = False,
-                 expert_goal_radius: float = EXPERT_GOAL_RADIUS_M, seed: int = 0):
+                 glb_up_axis: str = "z",
+                 expert_goal_radius: float = EXPERT_GOAL_RADIUS_M,
+                 success_distance: float = SUCCESS_DISTANCE_M, seed: int = 0):
         """``depth_width`` / ``depth_height`` default to the RGB size (VLN-CE uses RGB 224²,
         depth 256²). ``gpu_device_id=-1`` renders without a CUDA device (habitat-sim
         >= 0.3.2, EGL default device, e.g. Mesa). ``recompute_navmesh=True`` builds the
         navmesh from the scene geometry with this agent's radius and height (scenes that
         ship no ``.navmesh``, e.g. houses .glb files); otherwise a missing navmesh is an
-        error."""
+        error. ``glb_up_axis`` is how .glb scenes are oriented (:data:`GLB_UP_AXES`):
+        "z" for Matterport3D, "y" for glTF-convention files such as the houses scenes
+        (loaded through a stage config in a private temporary directory).
+        ``success_distance`` is kept for evaluators (``env.success_distance``);
+        the env reports distances, not success (as HousesEnv)."""
         self._hs, self._quaternion = _import_habitat()
         unknown = [s for s in sensors if s not in SENSOR_NAMES]
         if unknown:
             raise ValueError(f"unknown sensors {unknown}; choose from {SENSOR_NAMES}")
+        if glb_up_axis not in GLB_UP_AXES:
+            raise ValueError(f"glb_up_axis must be one of {GLB_UP_AXES}, got {glb_up_axis!r}")
         if not os.path.isdir(scenes_dir):
             raise HabitatBackendError(f"scenes_dir {scenes_dir!r} is not a directory")
         self.scenes_dir = scenes_dir
@@ -214,14 +260,16 @@ class HabitatEnv(NavEnv):
         self.max_steps = int(max_steps)
         self.sensors = tuple(sensors)
         self.privileged = bool(privileged)
-        self.forward_step_m = float(forward_step_m)
+        self.forward_step = float(forward_step)
         self.turn_angle_deg = float(turn_angle_deg)
         self.allow_sliding = bool(allow_sliding)
         self.agent_radius = float(agent_radius)
         self.agent_height = float(agent_height)
         self.gpu_device_id = int(gpu_device_id)
         self.recompute_navmesh = bool(recompute_navmesh)
+        self.glb_up_axis = glb_up_axis
         self.expert_goal_radius = float(expert_goal_radius)
+        self.success_distance = float(success_distance)
         self.seed = int(seed)
         #: times the greedy follower raised and the expert answered STOP (habitat-lab's
         #: ShortestPathFollower default, stop_on_error=True)
@@ -230,6 +278,8 @@ class HabitatEnv(NavEnv):
         self._sim: Any = None
         self._scene_path: Optional[str] = None
         self._follower: Any = None
+        self._stage_dir: Optional[str] = None
+        self._stage_files: Dict[str, str] = {}
         self.episode = None
         self._goal: Optional[np.ndarray] = None
         self._instruction: Dict[str, Any] = {}
@@ -271,7 +321,7 @@ class HabitatEnv(NavEnv):
         # episode), as in habitat-lab where the StopAction never reaches habitat-sim
         agent_cfg.action_space = {
             MOVE_FORWARD: hs.ActionSpec("move_forward",
-                                        hs.ActuationSpec(amount=self.forward_step_m)),
+                                        hs.ActuationSpec(amount=self.forward_step)),
             TURN_LEFT: hs.ActionSpec("turn_left", hs.ActuationSpec(amount=self.turn_angle_deg)),
             TURN_RIGHT: hs.ActionSpec("turn_right",
                                       hs.ActuationSpec(amount=self.turn_angle_deg)),
@@ -285,7 +335,7 @@ class HabitatEnv(NavEnv):
         if not os.path.isfile(scene_path):
             raise HabitatBackendError(f"{where}: scene file {scene_path!r} not found "
                                       f"(scenes_dir {self.scenes_dir!r})")
-        config = self._simulator_config(scene_path)
+        config = self._simulator_config(self._stage_file(scene_path))
         if self._sim is None:
             self._sim = self._hs.Simulator(config)
         else:
@@ -309,6 +359,18 @@ class HabitatEnv(NavEnv):
         self._follower = self._sim.make_greedy_follower(
             0, self.expert_goal_radius, stop_key=STOP, forward_key=MOVE_FORWARD,
             left_key=TURN_LEFT, right_key=TURN_RIGHT)
+
+    def _stage_file(self, scene_path: str) -> str:
+        """What the simulator loads for ``scene_path`` (see :func:`write_yup_stage_config`)."""
+        if self.glb_up_axis == "z" or not scene_path.endswith(".glb"):
+            return scene_path
+        if scene_path not in self._stage_files:
+            if self._stage_dir is None:
+                self._stage_dir = tempfile.mkdtemp(prefix="langnav_habitat_stages_")
+            name = f"scene{len(self._stage_files)}_" + os.path.basename(scene_path)[:-4]
+            self._stage_files[scene_path] = write_yup_stage_config(scene_path, self._stage_dir,
+                                                                   name)
+        return self._stage_files[scene_path]
 
     # ---------------------------------------------------------------------- NavEnv API
     def reset(self, episode: Dict[str, Any]) -> Dict[str, Any]:
@@ -358,7 +420,8 @@ class HabitatEnv(NavEnv):
             raw = self._sim.step(action)
             collided = bool(raw.get("collided", False))
             self._observations = self._convert(raw)
-        self._done = is_stop_called or self._num_steps >= self.max_steps
+        truncated = not is_stop_called and self._num_steps >= self.max_steps
+        self._done = is_stop_called or truncated
         position, heading = self.agent_state
         info = {
             "distance_to_goal": self._distance_to_goal(position),
@@ -366,6 +429,8 @@ class HabitatEnv(NavEnv):
             "heading": heading,
             "collided": collided,
             "is_stop_called": is_stop_called,
+            "steps": self._num_steps,
+            "truncated": truncated,
         }
         return self._copy_observations(), self._done, info
 
@@ -410,6 +475,10 @@ class HabitatEnv(NavEnv):
             self._sim = None
             self._scene_path = None
             self._follower = None
+        if self._stage_dir is not None:
+            shutil.rmtree(self._stage_dir, ignore_errors=True)
+            self._stage_dir = None
+            self._stage_files = {}
 
     # ------------------------------------------------------------------------ helpers
     def _require_scene(self) -> None:

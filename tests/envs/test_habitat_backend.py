@@ -8,6 +8,7 @@ habitat backend wherever habitat-sim is installed.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -36,6 +37,7 @@ from agent.envs.habitat_env import (
     instruction_tokens_array,
     rotation_matrix_wxyz,
     validated_yaw_quaternion,
+    write_yup_stage_config,
     wxyz_to_xyzw,
     xyzw_to_wxyz,
 )
@@ -112,8 +114,7 @@ def test_missing_required_key_is_named():
 
 def test_non_env_keys_are_not_passed_to_the_env(tmp_path):
     backend, kwargs = env_kwargs({"backend": "habitat", "scenes_dir": str(tmp_path),
-                                  "data_dir": "d", "success_distance_m": 3.0, "name": "x",
-                                  "width": 32})
+                                  "data_dir": "d", "name": "x", "width": 32})
     assert backend == "habitat"
     assert kwargs == {"scenes_dir": str(tmp_path), "width": 32}
 
@@ -127,13 +128,14 @@ def test_vln_r2r_yaml_has_the_vlnce_task_values():
     assert (cfg["depth_width"], cfg["depth_height"]) == (256, 256)
     assert cfg["hfov_deg"] == 90
     assert cfg["camera_height"] == 1.25
-    assert cfg["forward_step_m"] == 0.25
+    assert cfg["forward_step"] == 0.25
     assert cfg["turn_angle_deg"] == 15
     assert cfg["allow_sliding"] is True
     assert cfg["max_steps"] == 500
-    assert cfg["success_distance_m"] == 3.0
+    assert cfg["success_distance"] == 3.0
     assert cfg["expert_goal_radius"] == 0.5
     assert (cfg["agent_radius"], cfg["agent_height"]) == (0.1, 1.5)
+    assert cfg["glb_up_axis"] == "z" and cfg["recompute_navmesh"] is False   # MP3D
     assert cfg["scenes_dir"] == "data/scene_datasets"
     assert cfg["data_dir"] == "data/datasets/R2R_VLNCE_v1-3_preprocessed"
     assert isinstance(cfg["gpu_device_id"], int)
@@ -229,3 +231,24 @@ def test_module_exposes_no_habitat_names_at_import():
     # the module defers every habitat import to the constructor
     assert not hasattr(habitat_env, "habitat_sim")
     assert not hasattr(habitat_env, "quaternion")
+
+
+def test_yup_stage_config_points_habitat_at_the_glb_without_touching_the_scenes_dir(tmp_path):
+    scenes = tmp_path / "scenes" / "h0"
+    scenes.mkdir(parents=True)
+    glb = scenes / "h0.glb"
+    glb.write_bytes(b"glTF-bytes")
+    stage_dir = tmp_path / "stages"
+    stage_dir.mkdir()
+    link = write_yup_stage_config(str(glb), str(stage_dir), "scene0_h0")
+    assert link == str(stage_dir / "scene0_h0.glb")
+    with open(link, "rb") as f:                       # the link reads the scene's bytes
+        assert f.read() == b"glTF-bytes"
+    # habitat-sim finds <stem>.stage_config.json beside the file it is given
+    with open(stage_dir / "scene0_h0.stage_config.json") as f:
+        config = json.load(f)
+    assert config["render_asset"] == "scene0_h0.glb"
+    assert config["up"] == [0.0, 1.0, 0.0] and config["front"] == [0.0, 0.0, -1.0]
+    assert sorted(p.name for p in scenes.iterdir()) == ["h0.glb"]
+    # idempotent: a second scene load rewrites the config and keeps the link
+    assert write_yup_stage_config(str(glb), str(stage_dir), "scene0_h0") == link
