@@ -12,7 +12,10 @@ Geodesic distances come from Dijkstra on a 32-neighbourhood graph over the navig
 cells (edges to offsets (1,0), (1,1), (2,1), (3,1), (3,2) and their symmetric images;
 an edge exists only if every cell its segment touches is navigable). The directions of
 that stencil are at most 18.4 degrees apart, which bounds the overestimate of a straight
-line's length by 1/cos(9.2 deg) - 1 = 1.3 % (an 8-neighbourhood allows 8.2 %).
+line's length by 1/cos(9.2 deg) - 1 = 1.3 % (an 8-neighbourhood allows 8.2 %). That
+field (``distance_field``, ``field_distance``) is the fast estimate; ``geodesic_distance``
+is the length of the shortest path string-pulled with line of sight on the grid, exact
+up to the grid's corner rasterisation (0.03 % off the analytic length through a door).
 
 numpy + scipy only (this module runs inside environment worker processes).
 """
@@ -571,7 +574,7 @@ def expert_trajectory(nav: NavGrid, start_pos: Sequence[float], start_heading: f
             raise ExpertStuckError(
                 f"shortest-path expert made no progress for {patience} steps at "
                 f"{position.round(3).tolist()} heading {heading:.3f}, goal "
-                f"{_as_point(goal).round(3).tolist()}, geodesic {distance:.3f} m")
+                f"{_as_point(goal).round(3).tolist()}, still ~{distance:.3f} m away")
         if action == MOVE_FORWARD:
             position, _ = nav.try_step(position, heading, forward_step)
         else:
@@ -591,13 +594,22 @@ def _as_point(p: Sequence[float]) -> np.ndarray:
 
 
 def _fill_rect(grid: np.ndarray, rect: Rect, ox: float, oz: float, cs: float, value: bool) -> None:
-    """Set the cells whose centres lie inside the closed rectangle."""
-    c0 = max(0, int(math.ceil((rect.x0 - ox) / cs - 0.5 - 1e-9)))
-    c1 = min(grid.shape[1] - 1, int(math.floor((rect.x1 - ox) / cs - 0.5 + 1e-9)))
-    r0 = max(0, int(math.ceil((rect.z0 - oz) / cs - 0.5 - 1e-9)))
-    r1 = min(grid.shape[0] - 1, int(math.floor((rect.z1 - oz) / cs - 0.5 + 1e-9)))
+    """Set the cells whose centres lie inside the closed rectangle; a rectangle thinner
+    than a cell (no centre inside) still sets the cells its centre line passes through."""
+    c0, c1 = _cell_span(rect.x0, rect.x1, ox, cs)
+    r0, r1 = _cell_span(rect.z0, rect.z1, oz, cs)
+    c0, c1 = max(0, c0), min(grid.shape[1] - 1, c1)
+    r0, r1 = max(0, r0), min(grid.shape[0] - 1, r1)
     if c0 <= c1 and r0 <= r1:
         grid[r0:r1 + 1, c0:c1 + 1] = value
+
+
+def _cell_span(lo: float, hi: float, origin: float, cs: float) -> Tuple[int, int]:
+    first = int(math.ceil((lo - origin) / cs - 0.5 - 1e-9))
+    last = int(math.floor((hi - origin) / cs - 0.5 + 1e-9))
+    if first > last:
+        first = last = int(math.floor(((lo + hi) / 2.0 - origin) / cs))
+    return first, last
 
 
 def _largest_component(mask: np.ndarray) -> Tuple[np.ndarray, int, int]:
