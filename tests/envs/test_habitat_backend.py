@@ -112,6 +112,21 @@ def test_missing_required_key_is_named():
         env_kwargs({"backend": "habitat", "width": 64})
 
 
+def test_houses_backend_is_built_and_rejects_habitat_only_keys(tmp_path):
+    from agent.envs.base import NavEnv
+    from agent.envs.houses.env import HousesEnv
+
+    env = make_env({"backend": "houses", "scenes_dir": str(tmp_path), "width": 32,
+                    "height": 24, "sensors": ["depth"]})
+    try:
+        assert isinstance(env, HousesEnv) and isinstance(env, NavEnv)
+        assert (env.width, env.height, env.sensors) == (32, 24, ("depth",))
+    finally:
+        env.close()
+    with pytest.raises(BackendConfigError, match="depth_width"):
+        env_kwargs({"backend": "houses", "scenes_dir": str(tmp_path), "depth_width": 64})
+
+
 def test_non_env_keys_are_not_passed_to_the_env(tmp_path):
     backend, kwargs = env_kwargs({"backend": "habitat", "scenes_dir": str(tmp_path),
                                   "data_dir": "d", "name": "x", "width": 32})
