@@ -379,5 +379,68 @@ def test_store_module_does_not_import_torch():
     assert json.loads(out.stdout) is False
 
 
+def rendered_expert_episodes(count: int, side: int = 128) -> list:
+    """Expert episodes of a generated house with rendered RGB-D (for the benchmark)."""
+    import math
+    from agent.envs.houses.generator import generate_house
+    from agent.envs.houses.mesh import build_mesh
+    from agent.envs.houses.navigation import NavGrid, expert_trajectory
+    from agent.envs.houses.renderer import Renderer
+
+    plan = generate_house("bench_house", 3, size="small")
+    nav = NavGrid.from_floorplan(plan)
+    rng = np.random.default_rng(0)
+    episodes = []
+    with Renderer(width=side, height=side) as renderer:
+        renderer.load_scene(plan.house_id, build_mesh(plan))
+        renderer.set_scene(plan.house_id)
+        while len(episodes) < count:
+            start, goal = nav.sample_navigable_point(rng), nav.sample_navigable_point(rng)
+            path = expert_trajectory(nav, start, float(rng.uniform(0, 2 * math.pi)), goal)
+            if len(path["actions"]) < 20:
+                continue
+            views = [renderer.render(p, h) for p, h in zip(path["positions"], path["headings"])]
+            episodes.append({
+                "episode_id": str(len(episodes)), "scene_id": plan.house_id, "source": "expert",
+                "instruction_tokens": rng.integers(1, 500, 200) * (np.arange(200) < 30),
+                "actions": np.array(path["actions"]),
+                "positions": np.array(path["positions"], dtype=np.float32),
+                "headings": np.array(path["headings"], dtype=np.float32),
+                "rgb": np.stack([rgb for rgb, _ in views]),
+                "depth": np.stack([depth for _, depth in views]).astype(np.float16),
+            })
+    return episodes
+
+
+@pytest.mark.slow
+def test_benchmark_compression_and_throughput_on_rendered_episodes(tmp_path):
+    """Prints compression ratio and write/read throughput per zlib level (no timed asserts)."""
+    from agent.datasets.trajectory_store import encode_arrays
+
+    episodes = rendered_expert_episodes(10)
+    frames = sum(len(e["actions"]) for e in episodes)
+    raw = sum(v.nbytes for e in episodes for v in e.values() if isinstance(v, np.ndarray))
+    for level in (0, 1, 6):
+        sizes = {name: sum(len(encode_arrays({name: e[name]}, {}, level)) for e in episodes)
+                 for name in ("rgb", "depth")}
+        path = str(tmp_path / f"level{level}")
+        start = time.perf_counter()
+        with TrajectoryStore(path, compression_level=level) as store:
+            store.append_many(episodes, chunk_size=4)
+        write_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with TrajectoryStore(path, readonly=True) as store:
+            for i, expected in enumerate(episodes):
+                got = store.get(i)
+            assert_same_record(got, expected)
+        read_s = time.perf_counter() - start
+        disk = os.path.getsize(os.path.join(path, "data.mdb"))
+        print(f"\nlevel {level}: {len(episodes)} episodes, {frames} RGB-D 128x128 frames; "
+              f"ratio {raw / disk:.2f} on disk (rgb {sum(e['rgb'].nbytes for e in episodes) / sizes['rgb']:.2f}, "
+              f"float16 depth {sum(e['depth'].nbytes for e in episodes) / sizes['depth']:.2f}); "
+              f"write {frames / write_s:.0f} frames/s ({raw / write_s / 1e6:.0f} MB/s raw), "
+              f"read {frames / read_s:.0f} frames/s ({raw / read_s / 1e6:.0f} MB/s raw)")
+
+
 if __name__ == "__main__":
     run_recorder(sys.argv[1], sys.argv[2], int(sys.argv[3]))

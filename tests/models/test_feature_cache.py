@@ -205,5 +205,43 @@ def test_real_rgb_encoder_features_through_the_cache(tmp_path):
         assert cache.hits == 5
 
 
+@pytest.mark.slow
+def test_benchmark_cache_hits_against_encoding(tmp_path):
+    """Prints MobileNetV2 feature compression and frames/s for misses vs hits (no timed asserts)."""
+    from agent.datasets.trajectory_store import encode_arrays
+    from agent.envs.houses.generator import generate_house
+    from agent.envs.houses.mesh import build_mesh
+    from agent.envs.houses.navigation import NavGrid
+    from agent.envs.houses.renderer import Renderer
+    from agent.models.visual_encoders import RGBEncoder, encode_frames_batched
+
+    plan = generate_house("bench_house", 3, size="small")
+    nav = NavGrid.from_floorplan(plan)
+    rng = np.random.default_rng(0)
+    pose_list = [(plan.house_id, nav.sample_navigable_point(rng), float(rng.uniform(0, 2 * math.pi)))
+                 for _ in range(192)]
+    with Renderer(width=128, height=128) as renderer:
+        renderer.load_scene(plan.house_id, build_mesh(plan))
+        renderer.set_scene(plan.house_id)
+        images = np.stack([renderer.render(p, h, depth=False)[0] for _, p, h in pose_list])
+    encoder = RGBEncoder()
+    with FeatureCache(str(tmp_path), encoder.cache_name, RENDER_128) as cache:
+        keys = [cache.key(*pose) for pose in pose_list]
+        start = time.perf_counter()
+        missed = encode_with_cache(cache, keys, images,
+                                   lambda batch: encode_frames_batched(encoder, batch))
+        miss_s = time.perf_counter() - start
+        start = time.perf_counter()
+        hit = encode_with_cache(cache, keys, images, lambda batch: pytest.fail("encoded a hit"))
+        hit_s = time.perf_counter() - start
+        np.testing.assert_array_equal(hit, missed)
+        ratio = missed[0].nbytes * len(missed) / sum(
+            len(encode_arrays({"features": f}, {}, 1)) for f in missed)
+        print(f"\n{len(keys)} frames 128x128 -> {missed.shape[1:]} float16 "
+              f"({missed[0].nbytes // 1024} KiB, zlib-1 ratio {ratio:.2f}); "
+              f"miss (encode + store) {len(keys) / miss_s:.0f} frames/s, "
+              f"hit (read + decode) {len(keys) / hit_s:.0f} frames/s")
+
+
 if __name__ == "__main__":
     writer_child(sys.argv[1], int(sys.argv[2]))
