@@ -1,0 +1,127 @@
+"""Config sections of the reinforcement-learning trainers (PPO, GAIL, AIRL).
+
+:class:`RLConfig` is the ``rl`` section of the training config (``agent.algos.config``):
+
+* ``rl.ppo`` — :class:`PPOConfig`: rollouts and the clipped-surrogate update;
+* ``rl.reward`` — :class:`RewardNetConfig`: the language-conditioned reward network f(s, a, g);
+* ``rl.discriminator`` — :class:`DiscriminatorConfig`: its optimiser and example mix;
+* ``rl.adversarial`` — :class:`AdversarialConfig`: the alternation schedule, warm-up and the
+  debugging ground-truth reward.
+
+Every field has a one-line help text (the ``--help-config`` text). This module imports
+neither torch nor anything heavy.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Optional
+
+from agent.config import config_field, config_section
+
+__all__ = ["PPOConfig", "RewardNetConfig", "DiscriminatorConfig", "AdversarialConfig",
+           "RLConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Recurrent PPO: rollout length, GAE and the clipped-surrogate update."""
+
+    num_envs: int = config_field(4, help="environments stepped in parallel (worker processes)")
+    num_steps: int = config_field(64, help="rollout length per environment between PPO updates")
+    in_process_envs: bool = config_field(
+        False, help="step environments in this process instead of worker processes (tests)")
+    lr: float = config_field(2.5e-4, help="Adam learning rate of the policy")
+    eps: float = config_field(1e-5, help="Adam epsilon of the policy optimiser")
+    gamma: float = config_field(0.99, help="discount factor")
+    gae_lambda: float = config_field(0.95, help="GAE lambda")
+    clip_param: float = config_field(0.2, help="PPO ratio clip epsilon")
+    ppo_epochs: int = config_field(4, help="passes over each rollout")
+    num_mini_batch: int = config_field(
+        2, help="minibatches per epoch; whole environment sequences are split among them")
+    value_loss_coef: float = config_field(0.5, help="weight of the value loss")
+    entropy_coef: float = config_field(0.01, help="weight of the entropy bonus")
+    clip_value_loss: bool = config_field(
+        True, help="PPO2-style clipped value loss (max of clipped and unclipped squared error)")
+    max_grad_norm: float = config_field(0.5, help="gradient-norm clip of the policy update")
+    normalize_advantage: bool = config_field(
+        True, help="standardise advantages per minibatch")
+    normalize_reward: bool = config_field(
+        True, help="divide rewards by a running std of the discounted return (VecNormalize)")
+    target_kl: Optional[float] = config_field(
+        None, help="stop the epoch loop early once approx_kl exceeds this (null = never)")
+    max_episode_steps: int = config_field(
+        150, help="training step cap per episode (a truncation, not a terminal state)")
+    max_episode_steps_expert_factor: float = config_field(
+        2.0, help="cap also at this multiple of the expert length (0 = only max_episode_steps)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardNetConfig:
+    """The reward network f(s_t, a_t, g): its own encoders + a GRU summary of the trajectory."""
+
+    hidden_size: int = config_field(256, help="GRU (trajectory summary) and MLP hidden size")
+    action_embedding_size: int = config_field(32, help="embedding size of the action a_t")
+    use_shaping: bool = config_field(
+        True, help="AIRL: learn a shaping potential h(s, g) besides r(s, a, g)")
+    absorbing_state: bool = config_field(
+        True, help="learn the reward of the absorbing state after STOP (DAC)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorConfig:
+    """How the reward network is trained as a discriminator."""
+
+    lr: float = config_field(3e-4, help="Adam learning rate of the reward network")
+    weight_decay: float = config_field(0.0, help="Adam weight decay of the reward network")
+    max_grad_norm: float = config_field(1.0, help="gradient-norm clip of the reward network")
+    batch_size: int = config_field(
+        8, help="sequences per example type (expert / agent / misaligned) in a batch")
+    updates_per_round: int = config_field(4, help="discriminator gradient steps per round")
+    misaligned_weight: float = config_field(
+        1.0, help="weight of misaligned negatives relative to agent negatives in the loss")
+    misaligned_min_goal_distance: float = config_field(
+        3.0, help="a misaligned instruction's goal is at least this far (m) from the true goal")
+    misaligned_max_ndtw: float = config_field(
+        0.5, help="a misaligned instruction's path has nDTW at most this to the true path")
+    grad_penalty: float = config_field(
+        0.0, help="weight of a gradient penalty on expert features (0 = off)")
+    agent_buffer_rollouts: int = config_field(
+        4, help="most recent rollouts kept as agent negatives")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialConfig:
+    """Alternation of discriminator and PPO updates."""
+
+    total_env_frames: int = config_field(100_000, help="environment steps to train for")
+    warmup_disc_rounds: int = config_field(
+        10, help="discriminator rounds on rollouts of the initial (BC) policy before PPO starts")
+    disc_rounds_per_iteration: int = config_field(
+        1, help="discriminator rounds after each rollout")
+    policy_updates_per_iteration: int = config_field(
+        1, help="PPO updates (each on a fresh rollout) per discriminator round")
+    gt_reward_coef: float = config_field(
+        0.0, help="DEBUG ONLY: add this times the decrease in geodesic distance to the learned "
+                  "reward; runs are then named '+gt-reward' everywhere")
+    gt_success_bonus: float = config_field(
+        2.5, help="DEBUG ONLY (with gt_reward_coef > 0): bonus for STOP within 3 m, times the coef")
+    log_interval: int = config_field(1, help="log scalars every this many iterations")
+    checkpoint_interval: int = config_field(
+        10, help="write the resumable checkpoint every this many iterations")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """Reinforcement-learning trainers (PPO, GAIL, AIRL)."""
+
+    init_from: Optional[str] = config_field(
+        None, help="warm start the policy from this checkpoint (.pt, e.g. a BC run)")
+    reward_type: Literal["learned", "gt_distance"] = config_field(
+        "learned", help="learned: the discriminator's reward; gt_distance: PPO on the "
+                        "ground-truth distance reward alone (a fixed-reward baseline)")
+    ppo: PPOConfig = config_section(PPOConfig, help="recurrent PPO")
+    reward: RewardNetConfig = config_section(RewardNetConfig, help="reward network f(s,a,g)")
+    discriminator: DiscriminatorConfig = config_section(
+        DiscriminatorConfig, help="discriminator training")
+    adversarial: AdversarialConfig = config_section(
+        AdversarialConfig, help="alternation schedule of the adversarial trainers")
