@@ -270,3 +270,135 @@ def test_lighting_depends_on_surface_orientation(renderer):
     ceiling_brightness = rgb[4, 64].astype(int).sum()
     # same grey albedo, different normals -> different shades
     assert len({floor_brightness // 8, wall_brightness // 8, ceiling_brightness // 8}) == 3
+
+
+# ------------------------------------------------------------- a generated house
+def ray_to_nearest_wall(plan, x: float, z: float, heading: float) -> float:
+    """Distance along the horizontal ray from (x, z) at ``heading`` to the first wall box
+    (slab test against every wall's footprint)."""
+    dx, dz = -math.sin(heading), -math.cos(heading)
+    nearest = math.inf
+    for wall in plan.walls:
+        r = wall.rect
+        t_near, t_far = -math.inf, math.inf
+        for origin, direction, lo, hi in ((x, dx, r.x0, r.x1), (z, dz, r.z0, r.z1)):
+            if abs(direction) < 1e-12:
+                if not lo <= origin <= hi:
+                    t_near, t_far = math.inf, -math.inf
+                continue
+            t0, t1 = sorted(((lo - origin) / direction, (hi - origin) / direction))
+            t_near, t_far = max(t_near, t0), min(t_far, t1)
+        if t_near <= t_far and t_near > 0:
+            nearest = min(nearest, t_near)
+    return nearest
+
+
+@pytest.fixture(scope="module")
+def generated_house():
+    from agent.envs.houses.generator import generate_house
+    from agent.envs.houses.mesh import build_mesh
+
+    plan = generate_house("renderer_test", 5, size="small")
+    return plan, build_mesh(plan)
+
+
+def test_generated_house_depth_matches_plan_walls(generated_house):
+    """From each room centre, in 8 directions, the centre pixel (odd image size: its ray is
+    the camera axis) reads the distance to the first wall of the floor plan whenever no
+    furniture is in the way."""
+    plan, mesh = generated_house
+    checked = 0
+    with Renderer(129, 129) as r:
+        r.load_scene(plan.house_id, mesh)
+        for room in plan.rooms:
+            x, z = room.rect.center
+            for k in range(8):
+                heading = k * math.pi / 4 + 0.1
+                expected = ray_to_nearest_wall(plan, x, z, heading)
+                if r.render_object_ids((x, 0.0, z), heading)[64, 64] != -1:
+                    continue                              # furniture at eye level
+                _, depth = r.render((x, 0.0, z), heading)
+                assert abs(depth[64, 64, 0] - min(expected, DEPTH_MAX_M)) <= 0.02, \
+                    (room.room_type, k, expected, depth[64, 64, 0])
+                checked += 1
+    assert checked >= 4 * len(plan.rooms)
+
+
+def test_generated_house_landmarks_visible_from_room_centre(generated_house):
+    from agent.envs.base import heading_towards
+
+    plan, mesh = generated_house
+    with Renderer(128, 128) as r:
+        r.load_scene(plan.house_id, mesh)
+        seen = 0
+        for obj in plan.objects:
+            cx, cz = plan.room(obj.room_id).rect.center
+            ox, oz = obj.rect.center
+            ids = r.render_object_ids((cx, 0.0, cz), heading_towards((cx, 0, cz), (ox, 0, oz)))
+            seen += bool((ids == obj.object_id).any())
+            # never an id that is not an object of this house
+            assert set(np.unique(ids).tolist()) <= {-1} | {o.object_id for o in plan.objects}
+        assert seen >= 0.8 * len(plan.objects), (seen, len(plan.objects))
+        rgb, depth = r.render((cx, 0.0, cz), 0.0)
+        assert rgb.std() > 5.0 and 0.0 < depth.min() and depth.max() <= DEPTH_MAX_M
+
+
+def test_view_culling_does_not_change_the_image(generated_house):
+    plan, mesh = generated_house
+    rng = np.random.default_rng(0)
+    with Renderer(96, 96) as culled, Renderer(96, 96, view_culling=False) as full:
+        culled.load_scene("h", mesh)
+        full.load_scene("h", mesh)
+        for _ in range(12):
+            room = plan.rooms[int(rng.integers(len(plan.rooms)))]
+            position = (rng.uniform(room.rect.x0 + 0.3, room.rect.x1 - 0.3), 0.0,
+                        rng.uniform(room.rect.z0 + 0.3, room.rect.z1 - 0.3))
+            heading = rng.uniform(-math.pi, math.pi)
+            rgb_a, depth_a = culled.render(position, heading)
+            rgb_b, depth_b = full.render(position, heading)
+            # draw order differs, so only exact depth ties could shade differently
+            assert np.mean(np.all(rgb_a == rgb_b, axis=2)) > 0.999
+            assert np.mean(np.abs(depth_a - depth_b) < 1e-4) > 0.999
+
+
+def test_cells_in_view_never_drops_a_rectangle_in_the_wedge():
+    from agent.envs.houses.renderer import cells_in_view
+
+    rng = np.random.default_rng(1)
+    lo = rng.uniform(-10, 10, size=(300, 2))
+    bounds = np.concatenate([lo, lo + rng.uniform(0.05, 4.0, size=(300, 2))], axis=1)
+    half_fov = math.radians(45.0)
+    kept_share, in_wedge_share = [], []
+    for _ in range(20):
+        eye = rng.uniform(-8, 8, size=2)
+        heading = rng.uniform(-math.pi, math.pi)
+        kept = cells_in_view(bounds, eye, heading, half_fov)
+        # sample points of every rectangle; any point strictly inside the wedge => kept
+        u = rng.uniform(0, 1, size=(300, 64, 2))
+        points = bounds[:, None, :2] + u * (bounds[:, None, 2:] - bounds[:, None, :2])
+        rel = points - eye
+        forward = np.array([-math.sin(heading), -math.cos(heading)])
+        along = rel @ forward
+        angle = np.arccos(np.clip(along / np.linalg.norm(rel, axis=2), -1, 1))
+        in_wedge = ((along > 0) & (angle < half_fov)).any(axis=1)
+        assert np.all(kept[in_wedge])
+        kept_share.append(kept.mean())
+        in_wedge_share.append(in_wedge.mean())
+    # and it does cull: few rectangles are kept that are not in the wedge
+    assert np.mean(kept_share) < np.mean(in_wedge_share) + 0.1 < 0.7, (kept_share, in_wedge_share)
+
+
+def test_camera_matrix_closed_form_matches_matrices(renderer):
+    from agent.envs.houses.renderer import projection_matrix, view_matrix
+
+    renderer.load_scene("planar", room_with_front_wall_at(2.0))
+    position, heading = (1.5, 0.2, -0.7), 0.83
+    renderer.render(position, heading)
+    uploaded = np.frombuffer(renderer._shade_program["view_projection"].read(), np.float32)
+    eye = (1.5, 0.2 + CAMERA_HEIGHT_M, -0.7)
+    expected = projection_matrix(90.0, 128, 128) @ view_matrix(eye, heading)
+    assert np.allclose(uploaded.reshape(4, 4).T, expected, atol=1e-5)
+    # the camera looks along the forward vector of agent/envs/base.py
+    ahead = np.append(np.array(eye) + 3.0 * np.array([-math.sin(heading), 0, -math.cos(heading)]), 1)
+    clip = expected @ ahead
+    assert np.allclose(clip[:2] / clip[3], 0.0, atol=1e-6) and clip[3] > 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections import OrderedDict
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -30,6 +31,8 @@ from agent.envs.base import CAMERA_HEIGHT_M, DEPTH_MAX_M, HFOV_DEG
 from agent.envs.houses.mesh import MATERIAL_PATTERNS, SceneMesh
 
 logger = logging.getLogger("langnav.renderer")
+
+_MAT4 = struct.Struct("16f")
 
 #: near / far clipping planes (metres); far is well beyond any house so that the depth
 #: clip to DEPTH_MAX_M, not the frustum, decides what "far" reads
@@ -108,9 +111,10 @@ float surface_pattern(vec2 uv, vec4 cells, vec4 shades, vec4 detail) {
     vec2 in_cell_m = vec2(fract(along) * cells.x, (uv.y / cells.y - row) * cells.y);
     vec2 to_edge_m = min(in_cell_m, cells.xy - in_cell_m);
     float seam = (min(to_edge_m.x, to_edge_m.y) < cells.w) ? shades.x : 1.0;
-    float tint = 1.0 - shades.y * hash12(cell);
-    // wood grain: a wobbly triangle wave across the plank
-    float grain_phase = uv.y * shades.w + 0.6 * abs(fract(uv.x * 0.45 + hash12(cell + 3.1)) - 0.5);
+    float cell_random = hash12(cell);
+    float tint = 1.0 - shades.y * cell_random;
+    // wood grain: a wobbly triangle wave across the plank, its phase set per cell
+    float grain_phase = uv.y * shades.w + 0.6 * abs(fract(uv.x * 0.45 + cell_random) - 0.5);
     float grain = 1.0 - shades.z * abs(fract(grain_phase) - 0.5) * 2.0;
     float speckle = 1.0 - detail.x * hash12(floor(uv * detail.y));
     float weave = 1.0 - detail.z * mod(cell.x + cell.y, 2.0);
@@ -274,18 +278,19 @@ def cells_in_view(bounds: np.ndarray, eye_xz: Sequence[float], heading: float,
     view wedge of a level camera (its left and right frustum planes are vertical, so the
     test is 2-D). Conservative: a rectangle is kept unless all four corners lie outside
     one of the two planes."""
-    forward = np.array([-math.sin(heading), -math.cos(heading)])
-    right = np.array([math.cos(heading), -math.sin(heading)])
+    sin_h, cos_h = math.sin(heading), math.cos(heading)
     c, s = math.cos(half_hfov_rad), math.sin(half_hfov_rad)
-    # inward normals of the right and left planes: a point p is inside when
-    # dot(n, p - eye) >= 0
-    normals = np.stack([c * forward - s * right, c * forward + s * right])   # (2, 2)
-    xs = bounds[:, [0, 2]] - eye_xz[0]                                        # (K, 2)
-    zs = bounds[:, [1, 3]] - eye_xz[1]
-    # max over the 4 corners of a linear function = max over x-extremes + max over z-extremes
-    reach = (np.maximum(xs[:, :1] * normals[:, 0], xs[:, 1:] * normals[:, 0])
-             + np.maximum(zs[:, :1] * normals[:, 1], zs[:, 1:] * normals[:, 1]))   # (K, 2)
-    return (reach >= 0.0).all(axis=1)
+    inside = None
+    for side in (-1.0, 1.0):
+        # inward normal of the right (side -1) / left (side +1) plane: c * forward +
+        # side * s * right, with forward = (-sin, -cos) and right = (cos, -sin)
+        nx = -c * sin_h + side * s * cos_h
+        nz = -c * cos_h - side * s * sin_h
+        # the corner of a rectangle furthest along n has x1 (x0) where nx >= 0 (< 0), etc.
+        reach = (bounds[:, 2 if nx >= 0.0 else 0] * nx + bounds[:, 3 if nz >= 0.0 else 1] * nz
+                 >= nx * eye_xz[0] + nz * eye_xz[1])
+        inside = reach if inside is None else inside & reach
+    return inside
 
 
 def orient_triangles_by_normals(positions: np.ndarray, normals: np.ndarray,
@@ -378,11 +383,16 @@ class Renderer:
 
     Shapes: ``render`` -> rgb uint8 (H, W, 3), depth float32 (H, W, 1) metres in
     [0, DEPTH_MAX_M]; ``render_object_ids`` -> int32 (H, W), -1 = structure/background.
+
+    Triangles facing away from the camera (by their SceneMesh normals) are culled, and
+    with ``view_culling`` only the plan cells inside the horizontal view wedge are drawn,
+    nearest first; neither changes the image.
     """
 
     def __init__(self, width: int = 128, height: int = 128, hfov_deg: float = HFOV_DEG,
                  camera_height: float = CAMERA_HEIGHT_M, verbose: bool = False,
-                 backend: str = "egl", max_cached_scenes: int = 8):
+                 backend: str = "egl", max_cached_scenes: int = 8,
+                 view_culling: bool = True):
         if width <= 0 or height <= 0:
             raise ValueError(f"renderer size must be positive, got {width}x{height}")
         if not 0.0 < hfov_deg < 180.0:
@@ -394,6 +404,7 @@ class Renderer:
         self.vfov_deg = vertical_fov_deg(self.hfov_deg, self.width, self.height)
         self.camera_height = float(camera_height)
         self.max_cached_scenes = int(max_cached_scenes)
+        self.view_culling = bool(view_culling)
         self._scenes: "OrderedDict[str, _GpuScene]" = OrderedDict()
         self._current: Optional[_GpuScene] = None
         self._current_key: Optional[str] = None
@@ -480,12 +491,21 @@ class Renderer:
     # ------------------------------------------------------------------ drawing
     def _set_camera(self, program: Any, position: Sequence[float], heading: float) -> None:
         eye = (float(position[0]), float(position[1]) + self.camera_height, float(position[2]))
-        view_projection = self._projection @ view_matrix(eye, heading)
-        # numpy is row-major, GLSL mat4 column-major: upload the transpose
-        program["view_projection"].write(view_projection.T.astype(np.float32).tobytes())
+        # projection @ view_matrix(eye, heading) in closed form (numpy matmuls and
+        # conversions cost more than the whole GL draw of a small house)
+        c, s = math.cos(heading), math.sin(heading)
+        p = self._projection
+        p00, p11, p22, p23 = p[0, 0], p[1, 1], p[2, 2], p[2, 3]
+        tx, ty, tz = -(c * eye[0] - s * eye[2]), -eye[1], -(s * eye[0] + c * eye[2])
+        # column-major, as GLSL expects: columns x, y, z, translation
+        columns = (p00 * c, 0.0, p22 * s, -s,
+                   0.0, p11, 0.0, 0.0,
+                   -p00 * s, 0.0, p22 * c, -c,
+                   p00 * tx, p11 * ty, p22 * tz + p23, -tz)
+        program["view_projection"].write(_MAT4.pack(*columns))
         if program is self._shade_program:
             program["camera_position"].value = eye
-            program["camera_forward"].value = (-math.sin(heading), 0.0, -math.cos(heading))
+            program["camera_forward"].value = (-s, 0.0, -c)
 
     def _draw(self, fbo: Any, vao_name: str, program: Any, position: Sequence[float],
               heading: float, clear_value: float) -> None:
@@ -498,6 +518,9 @@ class Renderer:
         fbo.use()
         fbo.clear(clear_value, clear_value, clear_value, 1.0, depth=1.0)
         self.ctx.enable_only(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        if not self.view_culling:
+            vao.render(moderngl.TRIANGLES)
+            return
         eye_xz = (float(position[0]), float(position[2]))
         for first, count in self._current.visible_index_runs(eye_xz, heading,
                                                              self._cull_half_hfov_rad):
