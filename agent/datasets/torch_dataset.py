@@ -54,7 +54,8 @@ class TrajectoryDataset(torch.utils.data.Dataset):
     (a stored ``weights`` field is then not used); otherwise the stored ``weights``, or ones.
     The store is opened on the first item, in each process. LMDB handles do not survive
     ``fork``: if this process holds the store open (items already read, or a writer), start
-    DataLoader workers with ``multiprocessing_context="forkserver"`` (or "spawn")."""
+    DataLoader workers with ``multiprocessing_context="forkserver"`` (or "spawn"), and
+    :meth:`close` it before appending to the store from this process."""
 
     def __init__(self, store_path: str, keys: Optional[Sequence[Union[int, str]]] = None,
                  fields: Optional[Sequence[str]] = None, inflection_coef: Optional[float] = None):
@@ -77,6 +78,12 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         if self._store is None:  # after a fork, the store reopens itself in the child
             self._store = TrajectoryStore(self.store_path, readonly=True)
         return self._store
+
+    def close(self) -> None:
+        """Release this process's store handle (needed before writing to the store here)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -162,7 +169,8 @@ def collate_episodes(batch: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     }
     observations: Dict[str, torch.Tensor] = {}
     skip = set(LABEL_FIELDS) | {"instruction_tokens", "key", "episode_id", "metadata"}
-    names = [n for n, v in batch[0].items() if n not in skip and isinstance(v, torch.Tensor)]
+    names = sorted({n for item in batch for n, v in item.items()
+                    if n not in skip and isinstance(v, torch.Tensor)})
     for name in names:
         missing = [item["key"] for item in batch if name not in item]
         if missing:

@@ -53,6 +53,8 @@ STORE_VERSION = 1
 RECORD_MAGIC = b"LNTR"
 RECORD_VERSION = 1
 KEY_DIGITS = 12
+#: LMDB's default maximum key size is 511 bytes
+MAX_UNIQUE_KEY_BYTES = 500
 #: arrays are aligned to this many bytes inside a decoded record (raw codec)
 _ALIGN = 16
 _PREFIX = struct.Struct("<4sBI")  # magic, version, crc32 of the rest
@@ -190,7 +192,8 @@ def acquire_environment(path: str, *, readonly: bool, lock: bool, map_size: int,
         if entry is not None:
             if entry[1] and not readonly:
                 raise ValueError(f"{path} is already open read-only in this process; close "
-                                 f"those readers before opening it for writing")
+                                 f"those readers (TrajectoryStore.close(), "
+                                 f"TrajectoryDataset.close()) before opening it for writing")
             entry[2] += 1
             return entry[0]
         try:
@@ -340,6 +343,9 @@ class TrajectoryStore:
         where = f"{self.path} episode {episode_id!r}"
         arrays, meta, steps = split_record(record, where)
         unique = meta["episode_id"] if unique_key is None else str(unique_key)
+        if not 0 < len(unique.encode()) <= MAX_UNIQUE_KEY_BYTES:
+            raise ValueError(f"{where}: unique key {unique[:80]!r} must be 1..{MAX_UNIQUE_KEY_BYTES} "
+                             f"UTF-8 bytes (an LMDB key limit)")
         existing = txn.get(unique.encode(), db=self._index)
         if existing is not None:
             if if_exists == "skip":

@@ -140,6 +140,8 @@ def test_bad_records_are_refused_with_the_episode_named(tmp_path):
         record["rgb"] = record["rgb"][:-2]
         with pytest.raises(ValueError, match="'ep1'.*'rgb'"):
             store.append(record)
+        with pytest.raises(ValueError, match="unique key"):
+            store.append(make_record(3), unique_key="x" * 600)
         record = make_record(2)
         record["callback"] = object()
         with pytest.raises(TypeError, match="'ep2'.*callback"):
@@ -302,6 +304,24 @@ def test_dataset_and_collate_pad_time_major_with_masks(tmp_path):
     assert loaded["episode_ids"] == ["ep2", "ep0"]
     assert sorted(loaded["observations"]) == ["depth", "instruction_tokens"]
     np.testing.assert_array_equal(loaded["weights"].numpy(), [[1, 1], [1, 1], [0, 1]])
+
+
+def test_dagger_loop_reads_then_appends_to_the_same_store(tmp_path):
+    from agent.datasets.torch_dataset import TrajectoryDataset
+
+    path = str(tmp_path / "store")
+    with TrajectoryStore(path) as store:
+        store.append_many(make_record(i) for i in range(2))
+    dataset = TrajectoryDataset(path)
+    assert dataset[1]["episode_id"] == "ep1"  # this process now reads the store
+    with pytest.raises(ValueError, match="already open read-only.*TrajectoryDataset.close"):
+        TrajectoryStore(path)
+    dataset.close()
+    with TrajectoryStore(path) as store:  # the next iteration's recording
+        store.append(make_record(0), unique_key="dagger_1:ep0")
+    grown = TrajectoryDataset(path)
+    assert len(grown) == 3 and grown[2]["episode_id"] == "ep0"
+    grown.close()
 
 
 def test_collated_batch_drives_the_policy_like_single_episodes(tmp_path):
