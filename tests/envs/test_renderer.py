@@ -399,6 +399,54 @@ def test_camera_matrix_closed_form_matches_matrices(renderer):
     expected = projection_matrix(90.0, 128, 128) @ view_matrix(eye, heading)
     assert np.allclose(uploaded.reshape(4, 4).T, expected, atol=1e-5)
     # the camera looks along the forward vector of agent/envs/base.py
-    ahead = np.append(np.array(eye) + 3.0 * np.array([-math.sin(heading), 0, -math.cos(heading)]), 1)
+    forward = np.array([-math.sin(heading), 0.0, -math.cos(heading)])
+    ahead = np.append(np.array(eye) + 3.0 * forward, 1.0)
     clip = expected @ ahead
     assert np.allclose(clip[:2] / clip[3], 0.0, atol=1e-6) and clip[3] > 0
+
+
+def test_bench_render_reports_figures_for_each_size(generated_house, capsys):
+    from agent.bench import bench_render
+
+    plan, _ = generated_house
+    result = bench_render(plan, sizes=((32, 32), (48, 24)), seconds=0.2, num_poses=16)
+    assert result["triangles"] > 100 and result["gl_renderer"]
+    assert [(s["width"], s["height"]) for s in result["sizes"]] == [(32, 32), (48, 24)]
+    for row in result["sizes"]:
+        assert row["rgbd_fps"] > 0 and row["rgb_fps"] > 0 and row["rgbd_cpu_ms"] > 0
+    printed = capsys.readouterr().out
+    assert "RGB-D" in printed and "48x24" in printed and str(result["triangles"]) in printed
+    with pytest.raises(TypeError, match="FloorPlan"):
+        bench_render("not a plan", seconds=0.1)
+    from_mesh = bench_render(room_with_front_wall_at(2.0), sizes=((16, 16),), seconds=0.1,
+                             verbose=False)
+    assert from_mesh["triangles"] == 12 and from_mesh["sizes"][0]["rgbd_fps"] > 0
+
+
+def _render_centre_depth_in_worker(distance: float) -> float:
+    with Renderer(32, 32) as r:
+        r.load_scene("wall", room_with_front_wall_at(distance))
+        _, depth = r.render((0.0, 0.0, 0.0), 0.0)
+    return float(depth[16, 16, 0])
+
+
+def test_renderer_works_in_a_spawned_worker_without_torch():
+    import multiprocessing
+    import subprocess
+    import sys
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        assert abs(pool.apply(_render_centre_depth_in_worker, (1.5,)) - 1.5) <= 0.02
+    code = ("import sys, agent.envs.houses.renderer, agent.envs.houses.topdown, agent.bench; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_verbose_logs_gl_strings(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="langnav.renderer"):
+        with Renderer(16, 16, verbose=True) as r:
+            renderer_name = r.gl_renderer
+    assert renderer_name and renderer_name in caplog.text and "version" in caplog.text

@@ -12,6 +12,12 @@ One framebuffer with two colour attachments is drawn per frame:
 The projection flips the image's vertical axis so that GL's bottom-up row order in memory
 becomes top-down: row 0 of every returned image is the top of the view, with no copy.
 
+Speed (llvmpipe shades one pixel at a time in SIMD batches, so fragment work dominates):
+triangles are re-wound at upload so back faces (by the mesh normals) are culled; they are
+grouped by plan cell so each frame draws only cells inside the horizontal view wedge,
+nearest first (hidden surfaces then fail the early depth test before shading); every
+material shares one branch-free pattern function driven by a parameter table.
+
 Camera convention (agent/envs/base.py): heading ``theta = 0`` faces -Z, positive theta
 turns counter-clockwise seen from +Y (TURN_LEFT), the agent's right at theta = 0 is +X.
 
@@ -434,7 +440,8 @@ class Renderer:
         table = np.array([PATTERN_PARAMS[name] for name in MATERIAL_PATTERNS],
                          dtype=np.float32)                          # (materials, 12)
         for i, uniform in enumerate(("pattern_cells", "pattern_shades", "pattern_detail")):
-            self._shade_program[uniform].write(np.ascontiguousarray(table[:, 4 * i:4 * i + 4]).tobytes())
+            columns = np.ascontiguousarray(table[:, 4 * i:4 * i + 4])   # (materials, vec4)
+            self._shade_program[uniform].write(columns.tobytes())
         self._id_program = ctx.program(vertex_shader=_OBJECT_ID_VERTEX_SHADER,
                                        fragment_shader=_OBJECT_ID_FRAGMENT_SHADER)
         self._color_rb = ctx.renderbuffer(size, components=4, dtype="f1")

@@ -1,0 +1,127 @@
+"""Throughput benchmarks printing figures (performance claims live here, not in asserts).
+
+``bench_render``: frames/s of the headless houses renderer, RGB-D and RGB-only, from
+random poses inside a generated house. No torch import: it measures the renderer as an
+environment worker process runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+logger = logging.getLogger("langnav.bench")
+
+Pose = Tuple[Tuple[float, float, float], float]
+
+
+def _scene_and_poses(plan_or_mesh: Any, num_poses: int, seed: int
+                     ) -> Tuple[str, Any, List[Pose]]:
+    """(scene name, SceneMesh, random poses inside the house). A FloorPlan gives poses in
+    its rooms; a bare SceneMesh gives poses in its footprint's bounding box."""
+    from agent.envs.houses.floorplan import FloorPlan
+    from agent.envs.houses.generator import generate_house
+    from agent.envs.houses.mesh import SceneMesh, build_mesh
+
+    if plan_or_mesh is None:
+        plan_or_mesh = generate_house("bench", 0)
+    rng = np.random.default_rng(seed)
+    if isinstance(plan_or_mesh, FloorPlan):
+        plan = plan_or_mesh
+        rects = [room.rect for room in plan.rooms]
+        weights = np.array([r.area for r in rects]) / sum(r.area for r in rects)
+        chosen = rng.choice(len(rects), size=num_poses, p=weights)
+        margin = 0.3
+        poses = [((float(rng.uniform(rects[i].x0 + margin, rects[i].x1 - margin)), 0.0,
+                   float(rng.uniform(rects[i].z0 + margin, rects[i].z1 - margin))),
+                  float(rng.uniform(-math.pi, math.pi))) for i in chosen]
+        return plan.house_id, build_mesh(plan), poses
+    if isinstance(plan_or_mesh, SceneMesh):
+        mesh = plan_or_mesh
+        lo, hi = mesh.positions.min(axis=0), mesh.positions.max(axis=0)
+        poses = [((float(rng.uniform(lo[0], hi[0])), float(lo[1]),
+                   float(rng.uniform(lo[2], hi[2]))), float(rng.uniform(-math.pi, math.pi)))
+                 for _ in range(num_poses)]
+        return "mesh", mesh, poses
+    raise TypeError(f"bench_render: expected a FloorPlan, a SceneMesh or None, got "
+                    f"{type(plan_or_mesh).__name__}")
+
+
+def _frames_per_second(render_one: Callable[[int], Any], seconds: float
+                       ) -> Tuple[float, float]:
+    """(frames per wall-clock second, CPU milliseconds per frame over all threads of this
+    process, i.e. including llvmpipe's rasteriser threads)."""
+    frames, wall_start, cpu_start = 0, time.perf_counter(), time.process_time()
+    while True:
+        render_one(frames)
+        frames += 1
+        wall = time.perf_counter() - wall_start
+        if wall >= seconds:
+            break
+    cpu = time.process_time() - cpu_start
+    return frames / wall, 1000.0 * cpu / frames
+
+
+def bench_render(plan_or_mesh: Any = None,
+                 sizes: Sequence[Tuple[int, int]] = ((128, 128), (256, 256)),
+                 seconds: float = 3.0, num_poses: int = 256, seed: int = 0,
+                 verbose: bool = True) -> Dict[str, Any]:
+    """Render throughput per image size (width, height): RGB-D (colour and depth read
+    back) and RGB-only frames/s, single process, random poses in the house's rooms.
+    ``plan_or_mesh``: a FloorPlan, a SceneMesh, or None for ``generate_house("bench", 0)``.
+
+    Returns ``{"scene", "triangles", "gl_renderer", "gl_version", "lp_num_threads",
+    "load_average", "sizes": [{"width", "height", "rgbd_fps", "rgb_fps", "rgbd_cpu_ms",
+    "rgb_cpu_ms"}]}``.
+    """
+    from agent.envs.houses.renderer import Renderer
+
+    scene, mesh, poses = _scene_and_poses(plan_or_mesh, num_poses, seed)
+    result: Dict[str, Any] = {
+        "scene": scene, "triangles": int(mesh.indices.shape[0]),
+        "lp_num_threads": os.environ.get("LP_NUM_THREADS", "default (CPU count)"),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "sizes": []}
+    for width, height in sizes:
+        with Renderer(width, height) as renderer:
+            renderer.load_scene(scene, mesh)
+            result["gl_renderer"], result["gl_version"] = renderer.gl_renderer, renderer.gl_version
+            for i in range(10):     # warm-up: llvmpipe compiles shader variants on first use
+                renderer.render(*poses[i % len(poses)])
+            rgbd_fps, rgbd_cpu = _frames_per_second(
+                lambda i: renderer.render(*poses[i % len(poses)]), seconds)
+            rgb_fps, rgb_cpu = _frames_per_second(
+                lambda i: renderer.render(*poses[i % len(poses)], depth=False), seconds)
+        result["sizes"].append({"width": width, "height": height,
+                                "rgbd_fps": rgbd_fps, "rgb_fps": rgb_fps,
+                                "rgbd_cpu_ms": rgbd_cpu, "rgb_cpu_ms": rgb_cpu})
+    if verbose:
+        print(format_render_bench(result))
+    return result
+
+
+def format_render_bench(result: Dict[str, Any]) -> str:
+    load = result.get("load_average")
+    lines = [f"renderer: {result.get('gl_renderer')} ({result.get('gl_version')}), "
+             f"LP_NUM_THREADS={result['lp_num_threads']}",
+             f"scene: {result['scene']}, {result['triangles']} triangles"
+             + (f"; 1-min load average at start {load:.2f}" if load is not None else "")]
+    for row in result["sizes"]:
+        lines.append(f"  {row['width']}x{row['height']}: RGB-D {row['rgbd_fps']:7.0f} frames/s "
+                     f"({row['rgbd_cpu_ms']:.3f} CPU-ms/frame)   RGB {row['rgb_fps']:7.0f} "
+                     f"frames/s ({row['rgb_cpu_ms']:.3f} CPU-ms/frame)")
+    return "\n".join(lines)
+
+
+def cli_bench(args: argparse.Namespace) -> int:
+    """``langnav bench WHAT``; this module implements ``render``."""
+    if args.what == "render":
+        bench_render(seconds=args.seconds)
+        return 0
+    raise SystemExit(f"langnav bench {args.what}: not implemented in agent/bench.py "
+                     f"(only 'render' is)")
