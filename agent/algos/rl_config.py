@@ -26,10 +26,9 @@ __all__ = ["PPOConfig", "RewardNetConfig", "DiscriminatorConfig", "AdversarialCo
 class PPOConfig:
     """Recurrent PPO: rollout length, GAE and the clipped-surrogate update."""
 
-    num_envs: int = config_field(4, help="environments stepped in parallel (worker processes)")
-    num_steps: int = config_field(64, help="rollout length per environment between PPO updates")
-    in_process_envs: bool = config_field(
-        False, help="step environments in this process instead of worker processes (tests)")
+    num_steps: int = config_field(
+        64, help="rollout length per environment between PPO updates (environments: the "
+                 "top-level num_envs)")
     lr: float = config_field(2.5e-4, help="Adam learning rate of the policy")
     eps: float = config_field(1e-5, help="Adam epsilon of the policy optimiser")
     gamma: float = config_field(0.99, help="discount factor")
@@ -105,9 +104,6 @@ class AdversarialConfig:
                   "reward; runs are then named '+gt-reward' everywhere")
     gt_success_bonus: float = config_field(
         2.5, help="DEBUG ONLY (with gt_reward_coef > 0): bonus for STOP within 3 m, times the coef")
-    log_interval: int = config_field(1, help="log scalars every this many iterations")
-    checkpoint_interval: int = config_field(
-        10, help="write the resumable checkpoint every this many iterations")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +112,8 @@ class RLConfig:
 
     init_from: Optional[str] = config_field(
         None, help="warm start the policy from this checkpoint (.pt, e.g. a BC run)")
+    in_process_envs: bool = config_field(
+        False, help="step environments in this process instead of worker processes (tests)")
     reward_type: Literal["learned", "gt_distance"] = config_field(
         "learned", help="learned: the discriminator's reward; gt_distance: PPO on the "
                         "ground-truth distance reward alone (a fixed-reward baseline)")
