@@ -1,0 +1,399 @@
+"""Recurrent instruction-following actor-critics: :class:`CMAPolicy` and :class:`Seq2SeqPolicy`.
+
+Observation batches are dicts of tensors (numpy arrays are accepted):
+
+* ``"rgb"`` uint8 (B, H, W, 3) **or** ``"rgb_features"`` float (B, 1280, h, w) — the frozen
+  MobileNetV2 features (:meth:`RGBEncoder.backbone_features`), e.g. from a feature cache;
+* ``"depth"`` float (B, H, W, 1) in metres;
+* ``"instruction_tokens"`` int64 (B, L), 0-padded dataset-vocabulary ids.
+
+Sequence versions take the same keys with a leading time axis (T, B, ...).
+
+Recurrent state: ``hidden`` (B, num_recurrent_layers, hidden_size). ``masks`` (B,) or
+(T, B) float: 0 marks the first step of an episode — the hidden state is zeroed and the
+previous action becomes the start token before that step is processed.
+
+:meth:`RecurrentNavPolicy.act` (the agent interface for evaluation and rollouts) keeps the
+previous action inside its state: ``hidden`` is a :class:`PolicyState` ``(rnn (B, layers, H),
+prev_actions (B,))``; pass ``None`` to start, and ``PolicyState.select(rows)`` drops rows of
+finished environments.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agent.config import ModelConfig
+from agent.envs.base import NUM_ACTIONS, PRIVILEGED_PREFIX
+from agent.models.instruction_encoders import build_instruction_encoder
+from agent.models.visual_encoders import DepthEncoder, RGBEncoder
+
+#: index 0 of the previous-action embedding: "no previous action" (episode start)
+START_TOKEN = 0
+POLICY_INPUT_KEYS = ("rgb", "rgb_features", "depth", "instruction_tokens")
+
+ObservationBatch = Mapping[str, Any]
+
+
+class PolicyState(NamedTuple):
+    """What :meth:`RecurrentNavPolicy.act` carries from one step to the next."""
+
+    rnn: torch.Tensor  # (B, num_recurrent_layers, hidden_size)
+    prev_actions: torch.Tensor  # (B,) int64, the actions returned by the last act()
+
+    def select(self, rows: Union[Sequence[int], torch.Tensor]) -> "PolicyState":
+        """Keep only ``rows`` (e.g. the environments still running)."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.rnn.device)
+        return PolicyState(self.rnn[index], self.prev_actions[index])
+
+
+class EncodedObservations(NamedTuple):
+    """Per-step encoder outputs for N = T*B flattened steps."""
+
+    rgb_spatial: torch.Tensor  # (N, 1280, h, w)
+    rgb_pooled: torch.Tensor  # (N, rgb_out)
+    depth_spatial: torch.Tensor  # (N, Cd, s, s)
+    depth_pooled: torch.Tensor  # (N, depth_out)
+    text_features: torch.Tensor  # (N, L', D)
+    text_mask: torch.Tensor  # (N, L') bool, True = attend
+    text_sentence: torch.Tensor  # (N, D)
+
+
+def batch_observations(observations: Sequence[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
+    """Per-environment observation dicts (as NavEnv returns them) -> a policy batch.
+
+    Takes ``rgb`` (or ``rgb_features``), ``depth`` and ``instruction.tokens`` (or
+    ``instruction_tokens``); privileged keys and anything else are left out."""
+    if not observations:
+        raise ValueError("batch_observations needs at least one observation")
+    batch: Dict[str, torch.Tensor] = {}
+    first = observations[0]
+    keys = [k for k in ("rgb", "rgb_features", "depth") if k in first]
+    for key in keys:
+        batch[key] = torch.as_tensor(np.stack([np.asarray(o[key]) for o in observations]))
+    tokens = []
+    for i, obs in enumerate(observations):
+        if "instruction_tokens" in obs:
+            tokens.append(np.asarray(obs["instruction_tokens"], dtype=np.int64))
+        elif isinstance(obs.get("instruction"), Mapping) and "tokens" in obs["instruction"]:
+            tokens.append(np.asarray(obs["instruction"]["tokens"], dtype=np.int64))
+        else:
+            raise KeyError(f"observation {i} has no instruction tokens "
+                           f"(keys: {sorted(k for k in obs if not k.startswith(PRIVILEGED_PREFIX))})")
+    batch["instruction_tokens"] = torch.as_tensor(np.stack(tokens))
+    return batch
+
+
+def run_masked_gru(gru: nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor,
+                   masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A GRU over (T, B, I) from hidden (layers, B, H), zeroing the state of row b before
+    step t where masks[t, b] == 0. Runs cuDNN-style over the spans between resets.
+
+    Returns outputs (T, B, H) and the final hidden (layers, B, H)."""
+    t_len, batch = masks.shape
+    # steps (after the first) at which at least one row starts a new episode
+    resets = ((masks[1:] == 0).any(dim=1).nonzero().squeeze(-1) + 1).tolist()
+    bounds = [0] + resets + [t_len]
+    outputs = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        hidden = hidden * masks[start].view(1, batch, 1)
+        out, hidden = gru(inputs[start:end], hidden)
+        outputs.append(out)
+    return torch.cat(outputs, dim=0), hidden
+
+
+def masked_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                     mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Scaled dot-product attention of one query per row.
+
+    query (N, K), keys (N, M, K), values (N, M, V), mask (N, M) bool (True = attend;
+    every row needs one True) -> (N, V)."""
+    logits = torch.einsum("nk,nmk->nm", query, keys) / (query.shape[-1] ** 0.5)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    weights = F.softmax(logits, dim=1)  # (N, M)
+    return torch.einsum("nm,nmv->nv", weights, values)
+
+
+def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(value).to(device)
+
+
+class RecurrentNavPolicy(nn.Module):
+    """Shared plumbing: encoders, previous-action embedding, heads, sequence/step/act.
+
+    Subclasses define ``num_recurrent_layers`` and :meth:`_recurrent_core`."""
+
+    num_recurrent_layers = 1
+    policy_type = "base"
+
+    def __init__(self, *, instruction_encoder: nn.Module, rgb_encoder: RGBEncoder,
+                 depth_encoder: DepthEncoder, hidden_size: int = 512,
+                 prev_action_embedding_size: int = 32, instruction_blind: bool = False):
+        super().__init__()
+        self.instruction_encoder = instruction_encoder
+        self.rgb_encoder = rgb_encoder
+        self.depth_encoder = depth_encoder
+        self.hidden_size = hidden_size
+        self.instruction_blind = instruction_blind
+        # NUM_ACTIONS + 1 entries: START_TOKEN, then action a at index a + 1
+        self.prev_action_embedding = nn.Embedding(NUM_ACTIONS + 1, prev_action_embedding_size)
+        self.action_head = nn.Linear(hidden_size, NUM_ACTIONS)
+        self.value_head = nn.Linear(hidden_size, 1)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, vocab: Any) -> "RecurrentNavPolicy":
+        """Build encoders and policy from the ``model`` config section."""
+        return cls(instruction_encoder=build_instruction_encoder(cfg.instruction_encoder, vocab),
+                   rgb_encoder=RGBEncoder.from_config(cfg.rgb_encoder),
+                   depth_encoder=DepthEncoder.from_config(cfg.depth_encoder),
+                   hidden_size=cfg.policy.hidden_size,
+                   prev_action_embedding_size=cfg.policy.prev_action_embedding_size,
+                   instruction_blind=cfg.policy.instruction_blind)
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_head.weight.device
+
+    # ------------------------------------------------------------------ state
+    def initial_hidden(self, batch_size: int) -> torch.Tensor:
+        """Zero recurrent state (B, num_recurrent_layers, hidden_size)."""
+        return torch.zeros(batch_size, self.num_recurrent_layers, self.hidden_size,
+                           device=self.device)
+
+    def initial_state(self, batch_size: int) -> PolicyState:
+        """Fresh :class:`PolicyState` for act() (any prev action: masks=0 resets it)."""
+        return PolicyState(self.initial_hidden(batch_size),
+                           torch.zeros(batch_size, dtype=torch.long, device=self.device))
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_instructions(self, tokens: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(N, L) -> features (N, L', D), mask (N, L'), sentence (N, D); each distinct
+        instruction is encoded once (a sequence repeats its instruction every step)."""
+        if self.instruction_blind:
+            tokens = torch.zeros_like(tokens)  # the empty instruction
+        unique_rows, inverse = torch.unique(tokens, dim=0, return_inverse=True)
+        features, mask, sentence = self.instruction_encoder(unique_rows)
+        return features[inverse], mask[inverse], sentence[inverse]
+
+    def encode_observations(self, obs: ObservationBatch) -> EncodedObservations:
+        """Flat observations (N, ...) -> :class:`EncodedObservations`."""
+        missing = [k for k in ("depth", "instruction_tokens") if k not in obs]
+        if missing or ("rgb" in obs) == ("rgb_features" in obs):
+            raise KeyError(f"policy observations need depth, instruction_tokens and exactly "
+                           f"one of rgb / rgb_features; got {sorted(obs)}")
+        device = self.device
+        if "rgb_features" in obs:
+            rgb_spatial, rgb_pooled = self.rgb_encoder.project(_as_tensor(obs["rgb_features"], device))
+        else:
+            rgb_spatial, rgb_pooled = self.rgb_encoder(_as_tensor(obs["rgb"], device))
+        depth_spatial, depth_pooled = self.depth_encoder(_as_tensor(obs["depth"], device))
+        tokens = _as_tensor(obs["instruction_tokens"], device).long()
+        text_features, text_mask, text_sentence = self._encode_instructions(tokens)
+        return EncodedObservations(rgb_spatial.float(), rgb_pooled, depth_spatial, depth_pooled,
+                                   text_features, text_mask, text_sentence)
+
+    def _embed_prev_actions(self, prev_actions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """(N,) actions, (N,) masks -> (N, E); masked steps get the start token."""
+        index = (prev_actions.long() + 1) * (masks != 0).long()  # 0 = START_TOKEN
+        return self.prev_action_embedding(index)
+
+    # ------------------------------------------------------------------ forward
+    def _recurrent_core(self, encoded: EncodedObservations, prev_embedding: torch.Tensor,
+                        hidden: torch.Tensor, masks: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """encoded (N = T*B rows), prev_embedding (N, E), hidden (layers, B, H),
+        masks (T, B) -> features (T, B, H), hidden (layers, B, H)."""
+        raise NotImplementedError
+
+    def forward_sequence(self, obs: ObservationBatch, hidden: torch.Tensor,
+                         prev_actions: torch.Tensor, masks: torch.Tensor
+                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Whole sequences: obs values (T, B, ...), hidden (B, layers, H) before step 0,
+        prev_actions (T, B), masks (T, B) (0 resets inside the sequence too)
+        -> logits (T, B, 4), values (T, B), hidden (B, layers, H) after step T-1."""
+        device = self.device
+        masks = _as_tensor(masks, device).float()
+        prev_actions = _as_tensor(prev_actions, device).long()
+        t_len, batch = masks.shape
+        if prev_actions.shape != (t_len, batch):
+            raise ValueError(f"prev_actions {tuple(prev_actions.shape)} != masks {(t_len, batch)}")
+        flat_obs = {}
+        for key in POLICY_INPUT_KEYS:
+            if key in obs:
+                value = _as_tensor(obs[key], device)
+                if value.shape[:2] != (t_len, batch):
+                    raise ValueError(f"observation '{key}' has shape {tuple(value.shape)}; "
+                                     f"expected leading (T, B) = {(t_len, batch)}")
+                flat_obs[key] = value.reshape((t_len * batch,) + value.shape[2:])  # (T*B, ...)
+        encoded = self.encode_observations(flat_obs)
+        prev_embedding = self._embed_prev_actions(prev_actions.reshape(-1), masks.reshape(-1))
+        rnn_hidden = _as_tensor(hidden, device).transpose(0, 1).contiguous()  # (layers, B, H)
+        features, rnn_hidden = self._recurrent_core(encoded, prev_embedding, rnn_hidden, masks)
+        logits = self.action_head(features)  # (T, B, 4)
+        values = self.value_head(features).squeeze(-1)  # (T, B)
+        new_hidden = rnn_hidden.transpose(0, 1)  # (B, layers, H)
+        assert logits.shape == (t_len, batch, NUM_ACTIONS), logits.shape
+        assert values.shape == (t_len, batch), values.shape
+        assert new_hidden.shape == (batch, self.num_recurrent_layers, self.hidden_size)
+        return logits, values, new_hidden
+
+    def forward(self, obs: ObservationBatch, hidden: torch.Tensor, prev_actions: torch.Tensor,
+                masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step: obs values (B, ...), hidden (B, layers, H), prev_actions (B,), masks (B,)
+        -> logits (B, 4), values (B,), new hidden (B, layers, H)."""
+        step_obs = {k: _as_tensor(obs[k], self.device).unsqueeze(0)  # (1, B, ...)
+                    for k in POLICY_INPUT_KEYS if k in obs}
+        logits, values, new_hidden = self.forward_sequence(
+            step_obs, hidden, _as_tensor(prev_actions, self.device).view(1, -1),
+            _as_tensor(masks, self.device).view(1, -1))
+        batch = new_hidden.shape[0]
+        assert logits[0].shape == (batch, NUM_ACTIONS) and values[0].shape == (batch,)
+        return logits[0], values[0], new_hidden
+
+    @torch.no_grad()
+    def act(self, observations: Union[ObservationBatch, Sequence[Mapping[str, Any]]],
+            hidden: Optional[PolicyState], not_done_masks: Any,
+            deterministic: bool = True) -> Tuple[torch.Tensor, PolicyState]:
+        """Agent interface: observations (a batch dict, or a list of per-env dicts),
+        hidden = PolicyState or None, not_done_masks (B,) (0/False at an episode's first
+        step) -> actions (B,) int64, the next PolicyState. Argmax when ``deterministic``,
+        else a sample from the action distribution."""
+        batch_obs = observations if isinstance(observations, Mapping) \
+            else batch_observations(observations)
+        batch = int(_as_tensor(batch_obs["instruction_tokens"], self.device).shape[0])
+        state = hidden if hidden is not None else self.initial_state(batch)
+        masks = _as_tensor(np.asarray(not_done_masks, dtype=np.float32), self.device).view(batch)
+        logits, _, rnn = self.forward(batch_obs, state.rnn, state.prev_actions, masks)
+        if deterministic:
+            actions = logits.argmax(dim=-1)
+        else:
+            actions = torch.distributions.Categorical(logits=logits).sample()
+        return actions, PolicyState(rnn, actions)
+
+    # ------------------------------------------------------------------ checkpoints
+    def frozen_pretrained_prefixes(self) -> List[str]:
+        """state_dict prefixes of frozen pretrained weights that are rebuilt from their
+        packages, so checkpoints may leave them out."""
+        prefixes = []
+        if self.rgb_encoder.freeze:
+            prefixes.append("rgb_encoder.backbone.")
+        if getattr(self.instruction_encoder, "freeze", False) and \
+                hasattr(self.instruction_encoder, "transformer"):
+            prefixes.append("instruction_encoder.transformer.")
+        return prefixes
+
+    def checkpoint_state_dict(self) -> Dict[str, torch.Tensor]:
+        """state_dict without :meth:`frozen_pretrained_prefixes` (MiniLM alone is 90 MB)."""
+        prefixes = tuple(self.frozen_pretrained_prefixes())
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(prefixes)}
+
+    def load_checkpoint_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`checkpoint_state_dict`; every other key must match exactly."""
+        result = self.load_state_dict(dict(state_dict), strict=False)
+        prefixes = tuple(self.frozen_pretrained_prefixes())
+        missing = [k for k in result.missing_keys if not k.startswith(prefixes)]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"checkpoint does not fit this {type(self).__name__}: missing "
+                               f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
+
+    def describe(self) -> Dict[str, Any]:
+        """What a checkpoint must record to rebuild and check this policy."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"policy_type": self.policy_type,
+                "instruction_encoder": self.instruction_encoder.encoder_name,
+                "rgb_encoder": self.rgb_encoder.cache_name,
+                "vocab_sha1": self.instruction_encoder.vocab_sha1,
+                "num_parameters": sum(p.numel() for p in self.parameters()),
+                "num_trainable_parameters": trainable}
+
+
+class CMAPolicy(RecurrentNavPolicy):
+    """Cross-modal attention policy after VLN-CE's CMA (Krantz et al. 2020).
+
+    GRU1 over [pooled RGB, pooled depth, prev action]; its state attends over instruction
+    token features; the attended text attends over RGB and depth spatial features;
+    GRU2 over [state, text, RGB, depth, prev action] (compressed to H) -> actions, value.
+    Hidden (B, 2, H): [:, 0] is GRU1, [:, 1] is GRU2."""
+
+    num_recurrent_layers = 2
+    policy_type = "cma"
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        hidden, half = self.hidden_size, self.hidden_size // 2
+        text_size = self.instruction_encoder.output_size
+        rgb_out, depth_out = self.rgb_encoder.output_size, self.depth_encoder.output_size
+        prev_size = self.prev_action_embedding.embedding_dim
+        self.state_gru = nn.GRU(rgb_out + depth_out + prev_size, hidden)
+        self.state_query = nn.Linear(hidden, half)
+        self.text_keys = nn.Linear(text_size, half)
+        self.text_query = nn.Linear(text_size, half)
+        # 1x1 convs give per-position keys (first `half` channels) and values (the rest)
+        self.rgb_keys_values = nn.Conv2d(self.rgb_encoder.feature_channels, half + rgb_out, 1)
+        self.depth_keys_values = nn.Conv2d(self.depth_encoder.feature_channels, half + depth_out, 1)
+        joint_size = hidden + text_size + rgb_out + depth_out + prev_size
+        self.joint_compress = nn.Sequential(nn.Linear(joint_size, hidden), nn.ReLU(True))
+        self.action_gru = nn.GRU(hidden, hidden)
+
+    def _attend_spatial(self, query: torch.Tensor, spatial: torch.Tensor,
+                        keys_values: nn.Conv2d) -> torch.Tensor:
+        """query (N, H/2), spatial (N, C, h, w) -> attended values (N, V)."""
+        kv = keys_values(spatial).flatten(2).transpose(1, 2)  # (N, h*w, H/2 + V)
+        keys, values = kv.split([query.shape[1], kv.shape[2] - query.shape[1]], dim=2)
+        return masked_attention(query, keys, values)
+
+    def _recurrent_core(self, encoded: EncodedObservations, prev_embedding: torch.Tensor,
+                        hidden: torch.Tensor, masks: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        t_len, batch = masks.shape
+        state_in = torch.cat([encoded.rgb_pooled, encoded.depth_pooled, prev_embedding], dim=1)
+        state, state_hidden = run_masked_gru(
+            self.state_gru, state_in.view(t_len, batch, -1), hidden[0:1], masks)
+        state = state.reshape(t_len * batch, self.hidden_size)  # (N, H)
+        text = masked_attention(self.state_query(state), self.text_keys(encoded.text_features),
+                                encoded.text_features, encoded.text_mask)  # (N, D)
+        text_query = self.text_query(text)  # (N, H/2)
+        rgb = self._attend_spatial(text_query, encoded.rgb_spatial, self.rgb_keys_values)
+        depth = self._attend_spatial(text_query, encoded.depth_spatial, self.depth_keys_values)
+        joint = self.joint_compress(torch.cat([state, text, rgb, depth, prev_embedding], dim=1))
+        features, action_hidden = run_masked_gru(
+            self.action_gru, joint.view(t_len, batch, self.hidden_size), hidden[1:2], masks)
+        return features, torch.cat([state_hidden, action_hidden], dim=0)
+
+
+class Seq2SeqPolicy(RecurrentNavPolicy):
+    """VLN-CE's Seq2Seq baseline: [instruction sentence, pooled RGB, pooled depth,
+    prev action] -> GRU -> actions, value. Hidden (B, 1, H)."""
+
+    num_recurrent_layers = 1
+    policy_type = "seq2seq"
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        input_size = (self.instruction_encoder.output_size + self.rgb_encoder.output_size
+                      + self.depth_encoder.output_size + self.prev_action_embedding.embedding_dim)
+        self.gru = nn.GRU(input_size, self.hidden_size)
+
+    def _recurrent_core(self, encoded: EncodedObservations, prev_embedding: torch.Tensor,
+                        hidden: torch.Tensor, masks: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        t_len, batch = masks.shape
+        joint = torch.cat([encoded.text_sentence, encoded.rgb_pooled, encoded.depth_pooled,
+                           prev_embedding], dim=1)  # (N, input_size)
+        return run_masked_gru(self.gru, joint.view(t_len, batch, -1), hidden, masks)
+
+
+POLICY_CLASSES = {"cma": CMAPolicy, "seq2seq": Seq2SeqPolicy}
+
+
+def build_policy(cfg: ModelConfig, vocab: Any) -> RecurrentNavPolicy:
+    """The policy named by ``cfg.policy.type`` with its encoders, from the model config."""
+    if cfg.policy.type not in POLICY_CLASSES:
+        raise ValueError(f"unknown model.policy.type {cfg.policy.type!r}; "
+                         f"choose from {sorted(POLICY_CLASSES)}")
+    return POLICY_CLASSES[cfg.policy.type].from_config(cfg, vocab)
