@@ -161,7 +161,7 @@ class OracleRoomAgent(BaselineAgent):
     def act_one(self, slot: int, obs: Dict[str, Any], st: Dict[str, Any]) -> int:
         _, _, follower = self._house(st["episode"]["scene_id"])
         return follower.next_action(np.asarray(obs["privileged_position"]),
-                                    float(obs["privileged_heading"]), st["target"])
+                                    float(np.asarray(obs["privileged_heading"]).reshape(-1)[0]), st["target"])
 
 
 def train_action_statistics(data_dir: str) -> Tuple[np.ndarray, float]:

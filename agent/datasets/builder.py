@@ -54,23 +54,47 @@ class BuildConfig:
 
 
 # ---------------------------------------------------------------------------- one house
-def _sample_goal(plan, nav, rng: np.random.Generator) -> Optional[np.ndarray]:
-    """A navigable point in front of a random landmark object (where R2R paths end)."""
-    objects = [o for o in plan.objects if plan.room(o.room_id).room_type != "hallway"
-               or rng.random() < 0.3]
-    if not objects:
-        return None
-    obj = objects[int(rng.integers(len(objects)))]
+def _goal_in_front_of(obj, nav, rng: np.random.Generator) -> np.ndarray:
+    """A navigable point 0.6-1.0 m in front of an object (its front faces ``yaw_deg``)."""
     cx, cz = obj.rect.center
     yaw = math.radians(obj.yaw_deg)
-    # the object's front faces heading yaw; stand 0.6-1.0 m in front of its footprint
     reach = max(obj.rect.width, obj.rect.depth) / 2.0 + rng.uniform(0.6, 1.0)
-    point = np.array([cx - math.sin(yaw) * reach, 0.0, cz - math.cos(yaw) * reach])
-    point = nav.snap_to_navigable(point)
-    room = plan.room_at(point[0], point[2])
-    if room is None or room.room_id != obj.room_id:
+    return nav.snap_to_navigable(np.array([cx - math.sin(yaw) * reach, 0.0,
+                                           cz - math.cos(yaw) * reach]))
+
+
+def _goal_weight(room, point, type_counts: Dict[str, int]) -> float:
+    """Goals favour rooms whose type repeats in the house and spots more than 3 m from
+    the room's centre, so that walking to "the" named room type is not success (the
+    oracle-room control stays weak), as in R2R where paths end anywhere in a room."""
+    cx, cz = room.rect.center
+    off_centre = math.hypot(point[0] - cx, point[2] - cz)
+    return 1.0 + 4.0 * (type_counts[room.room_type] > 1) + 12.0 * (off_centre > 3.0)
+
+
+def _sample_goal(plan, nav, rng: np.random.Generator) -> Optional[np.ndarray]:
+    """A goal in front of a landmark object (half of the paths) or anywhere on the free
+    floor (the other half; the instruction then names the nearest landmark)."""
+    type_counts: Dict[str, int] = {}
+    for room in plan.rooms:
+        type_counts[room.room_type] = type_counts.get(room.room_type, 0) + 1
+    candidates: List[np.ndarray] = []
+    if rng.random() < 0.5:
+        for obj in plan.objects:
+            point = _goal_in_front_of(obj, nav, rng)
+            room = plan.room_at(point[0], point[2])
+            if room is not None and room.room_id == obj.room_id:
+                candidates.append(point)
+    else:
+        rows, cols = np.nonzero(nav.free_mask)
+        for k in rng.choice(len(rows), size=min(200, len(rows)), replace=False):
+            candidates.append(np.asarray(nav.cell_to_world(int(rows[k]), int(cols[k])), dtype=np.float64))
+    rooms = [plan.room_at(p[0], p[2]) for p in candidates]
+    pairs = [(p, r) for p, r in zip(candidates, rooms) if r is not None]
+    if not pairs:
         return None
-    return point
+    w = np.asarray([_goal_weight(r, p, type_counts) for p, r in pairs])
+    return pairs[int(rng.choice(len(pairs), p=w / w.sum()))][0]
 
 
 def _sample_start(nav, goal: np.ndarray, cfg: BuildConfig,
@@ -118,8 +142,10 @@ def _make_path(plan, nav, cfg: BuildConfig, rng: np.random.Generator,
     if nav.geodesic_distance(final, goal) >= 0.5 or expert["actions"][-1] != 0:
         raise RuntimeError(f"house {plan.house_id}: expert failed to reach the goal "
                            f"{goal.tolist()} from {start.tolist()}")
+    # the wording has its own random stream, so changing the grammar leaves paths alone
+    text_rng = np.random.default_rng(rng.integers(2**63))
     instructions = describe_many(np.asarray(expert["positions"]), np.asarray(expert["headings"]),
-                                 plan, rng, n=cfg.instructions_per_path)
+                                 plan, text_rng, n=cfg.instructions_per_path)
     used.append((start, goal))
     return {"start": start, "heading": heading, "goal": goal, "expert": expert,
             "instructions": [ins.text for ins in instructions],
@@ -139,6 +165,23 @@ def _fairness_of_path(plan, nav, path: Dict[str, Any], cfg: BuildConfig) -> Dict
     return {"goal_share": share, "oracle_room_sr": float(np.mean(oracle_sr))}
 
 
+def _landmark_words(plan) -> set:
+    """Words a house can contribute to instructions: room types, labels, colours."""
+    from agent.datasets.vocab import tokenize
+
+    texts = [r.room_type for r in plan.rooms] + [r.wall_color_name for r in plan.rooms]
+    texts += [f"{o.color_name} {o.label}" for o in plan.objects]
+    return set(tokenize(" ".join(texts)))
+
+
+def _catalogue_words() -> set:
+    from agent.datasets.vocab import tokenize
+    from agent.envs.houses.catalog import COLOR_NAMES, OBJECT_LABELS
+    from agent.envs.houses.floorplan import ROOM_TYPES
+
+    return set(tokenize(" ".join(list(OBJECT_LABELS) + list(COLOR_NAMES) + list(ROOM_TYPES))))
+
+
 def build_house(args: Tuple[BuildConfig, str, str, int, str, Dict[str, int]]) -> Dict[str, Any]:
     """Generate one house, write its scene files, and sample its paths per split."""
     cfg, scenes_dir, house_id, seed, variant_set, paths_per_split = args
@@ -151,7 +194,8 @@ def build_house(args: Tuple[BuildConfig, str, str, int, str, Dict[str, int]]) ->
     rng = np.random.default_rng([seed, 7919])
     used: List[Tuple[np.ndarray, np.ndarray]] = []
     result: Dict[str, Any] = {"house_id": house_id, "scene_id": scene_id, "splits": {},
-                              "free_area_m2": float(nav.free_area_m2())}
+                              "free_area_m2": float(nav.free_area_m2()),
+                              "words": _landmark_words(plan)}
     for split, n_paths in paths_per_split.items():
         paths, attempts = [], 0
         while len(paths) < n_paths:
@@ -195,6 +239,18 @@ def _episodes_for_split(houses: Sequence[Dict[str, Any]], split: str, vocab,
                     "forward_steps": int(sum(1 for a in expert["actions"] if a == 1)),
                 }
     return episodes, gt, traj_id
+
+
+def _check_valid(split: str, episodes: List[dict], gt: Dict[str, dict], vocab) -> None:
+    """The builder's output must pass ``langnav data validate`` before it is written."""
+    from agent.datasets.validate import validate_data, validate_gt_data
+
+    problems = validate_data({"episodes": episodes, "instruction_vocab": vocab.to_dict()}, split)
+    problems += validate_gt_data(episodes, gt)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise RuntimeError(f"built {split} split fails validation ({len(errors)} errors), first: "
+                           + "; ".join(str(p) for p in errors[:5]))
 
 
 def _fairness_report(houses_by_split: Dict[str, Sequence[Dict[str, Any]]],
@@ -248,7 +304,7 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     """Build the whole dataset into ``out_dir`` and return its fairness report
     (``report["passed"]`` is False when the build is too easy; see ``check_fairness``)."""
     from agent.datasets.episodes import split_paths, write_gt, write_split
-    from agent.datasets.vocab import Vocab, tokenize
+    from agent.datasets.vocab import Vocab
 
     t0 = time.time()
     scenes_dir = os.path.join(out_dir, "scenes")
@@ -263,17 +319,23 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     seen, unseen = houses[:cfg.train_houses], houses[cfg.train_houses:]
     houses_by_split = {"train": seen, "val_seen": seen, "val_unseen": unseen}
 
-    # the vocabulary comes from train instructions; held-out splits must add no new word
-    vocab = Vocab.from_texts([t for h in seen for p in h["splits"]["train"] for t in p["instructions"]])
+    # Instructions come from a fixed grammar, so the vocabulary is that of all splits (no
+    # UNK at evaluation). Held-out variants must add no new word: every landmark, colour
+    # and room word of a val_unseen house is one of the catalogue's (the words of the
+    # standard houses); words that merely happen to be absent from these train houses are
+    # recorded in build.json.
+    vocab = Vocab.from_texts([t for h in houses for split in SPLITS
+                              for p in h["splits"].get(split, []) for t in p["instructions"]])
+    unseen_words = set().union(set(), *[h["words"] for h in unseen])
+    outside_catalogue = sorted(unseen_words - _catalogue_words())
+    if outside_catalogue:
+        raise ValueError(f"val_unseen houses use words outside the catalogue: {outside_catalogue}")
+    absent_from_train = sorted(unseen_words - set().union(set(), *[h["words"] for h in seen]))
     counts: Dict[str, int] = {}
     traj_id = 0
     for split in SPLITS:
-        new_words = sorted({w for h in houses_by_split[split] for p in h["splits"].get(split, [])
-                            for t in p["instructions"] for w in tokenize(t)}
-                           - set(vocab.word_list))
-        if new_words:
-            raise ValueError(f"{split} instructions use words absent from train: {new_words[:20]}")
         episodes, gt, traj_id = _episodes_for_split(houses_by_split[split], split, vocab, traj_id)
+        _check_valid(split, episodes, gt, vocab)
         ep_path, gt_path = split_paths(out_dir, split)
         os.makedirs(os.path.dirname(ep_path), exist_ok=True)
         write_split(ep_path, episodes, vocab)
@@ -288,6 +350,7 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     _write_json(os.path.join(out_dir, "build.json"),
                 {"config": asdict(cfg), "seed": seed, "episodes": counts,
                  "vocab_size": len(vocab), "vocab_sha1": vocab.sha1,
+                 "unseen_words_absent_from_train_houses": absent_from_train,
                  "build_seconds": round(time.time() - t0, 1)})
     return report
 
