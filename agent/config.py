@@ -412,7 +412,11 @@ class DepthEncoderConfig:
     """Small CNN trained from scratch over depth (metres / 10)."""
 
     channels: Tuple[int, ...] = config_field(
-        (32, 64, 64, 64), help="output channels of the stride-2 conv layers")
+        (32, 64, 64), help="output channels of the conv layers (habitat-baselines SimpleCNN)")
+    kernel_sizes: Optional[Tuple[int, ...]] = config_field(
+        None, help="kernel size per conv layer; null = 8, 4, then 3s (SimpleCNN)")
+    strides: Optional[Tuple[int, ...]] = config_field(
+        None, help="stride per conv layer; null = 4, 2, then 1s (SimpleCNN)")
     spatial_size: int = config_field(4, help="spatial grid (s x s) the depth features are pooled to")
     output_size: int = config_field(128, help="size of the pooled depth vector")
 

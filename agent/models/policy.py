@@ -267,7 +267,9 @@ class RecurrentNavPolicy(nn.Module):
             else batch_observations(observations)
         batch = int(_as_tensor(batch_obs["instruction_tokens"], self.device).shape[0])
         state = hidden if hidden is not None else self.initial_state(batch)
-        masks = _as_tensor(np.asarray(not_done_masks, dtype=np.float32), self.device).view(batch)
+        masks = torch.as_tensor(np.asarray(not_done_masks)) \
+            if not isinstance(not_done_masks, torch.Tensor) else not_done_masks
+        masks = masks.to(self.device, torch.float32).view(batch)
         logits, _, rnn = self.forward(batch_obs, state.rnn, state.prev_actions, masks)
         if deterministic:
             actions = logits.argmax(dim=-1)

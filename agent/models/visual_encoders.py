@@ -92,24 +92,38 @@ class RGBEncoder(nn.Module):
         return self.project(self.backbone_features(rgb))
 
 
+def simple_cnn_schedule(num_layers: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """habitat-baselines' SimpleCNN kernels (8, 4, 3) and strides (4, 2, 1), continued
+    with 3x3 / stride 1 for deeper stacks: ``(kernel_sizes, strides)`` of ``num_layers``."""
+    kernels = (8, 4) + (3,) * max(0, num_layers - 2)
+    strides = (4, 2) + (1,) * max(0, num_layers - 2)
+    return kernels[:num_layers], strides[:num_layers]
+
+
 class DepthEncoder(nn.Module):
     """Depth in metres (B, H, W, 1) -> spatial (B, C, s, s), pooled (B, output_size).
 
-    Stride-2 3x3 convs (the first 5x5) with ReLU, no normalisation layers (train and eval
-    behave the same), then adaptive average pooling to ``spatial_size`` x ``spatial_size``
-    so 128x128 and 64x64 frames give the same shapes."""
+    Conv + ReLU layers without padding or normalisation layers (train and eval behave the
+    same); kernels and strides default to :func:`simple_cnn_schedule` (habitat-baselines'
+    SimpleCNN, whose large early stride keeps activations small on the CPU). Adaptive
+    average pooling to ``spatial_size`` x ``spatial_size`` makes 128x128 and 64x64 frames
+    give the same shapes."""
 
-    def __init__(self, *, channels: Sequence[int] = (32, 64, 64, 64), spatial_size: int = 4,
-                 output_size: int = 128):
+    def __init__(self, *, channels: Sequence[int] = (32, 64, 64),
+                 kernel_sizes: Optional[Sequence[int]] = None,
+                 strides: Optional[Sequence[int]] = None,
+                 spatial_size: int = 4, output_size: int = 128):
         super().__init__()
-        if not channels:
-            raise ValueError("DepthEncoder needs at least one conv layer")
+        default_kernels, default_strides = simple_cnn_schedule(len(channels))
+        kernel_sizes = default_kernels if kernel_sizes is None else tuple(kernel_sizes)
+        strides = default_strides if strides is None else tuple(strides)
+        if not channels or not len(channels) == len(kernel_sizes) == len(strides):
+            raise ValueError(f"DepthEncoder needs equally many channels {tuple(channels)}, "
+                             f"kernel_sizes {tuple(kernel_sizes)} and strides {tuple(strides)}")
         layers = []
         in_channels = 1
-        for i, out_channels in enumerate(channels):
-            kernel = 5 if i == 0 else 3
-            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride=2, padding=kernel // 2),
-                       nn.ReLU(True)]
+        for out_channels, kernel, stride in zip(channels, kernel_sizes, strides):
+            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride), nn.ReLU(True)]
             in_channels = out_channels
         layers.append(nn.AdaptiveAvgPool2d(spatial_size))
         self.cnn = nn.Sequential(*layers)
@@ -121,8 +135,15 @@ class DepthEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: DepthEncoderConfig) -> "DepthEncoder":
-        return cls(channels=cfg.channels, spatial_size=cfg.spatial_size,
-                   output_size=cfg.output_size)
+        return cls(channels=cfg.channels, kernel_sizes=cfg.kernel_sizes, strides=cfg.strides,
+                   spatial_size=cfg.spatial_size, output_size=cfg.output_size)
+
+    def min_input_side(self) -> int:
+        """Smallest frame side for which every conv still has one output position."""
+        side = 1
+        for layer in reversed([m for m in self.cnn if isinstance(m, nn.Conv2d)]):
+            side = (side - 1) * layer.stride[0] + layer.kernel_size[0]
+        return side
 
     def forward(self, depth: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, H, W, 1) metres -> spatial (B, C, s, s), pooled (B, output_size)."""
@@ -130,6 +151,9 @@ class DepthEncoder(nn.Module):
             raise ValueError(f"depth must be (B, H, W, 1), got {tuple(depth.shape)}")
         x = depth.permute(0, 3, 1, 2).float()  # (B, 1, H, W)
         x = (x / DEPTH_MAX_M).clamp_(0.0, 1.0)
+        if min(x.shape[2:]) < self.min_input_side():
+            raise ValueError(f"depth frames of {tuple(depth.shape[1:3])} are too small for "
+                             f"this CNN (needs sides >= {self.min_input_side()})")
         spatial = self.cnn(x)
         pooled = self.projection(spatial)
         s = self.spatial_size

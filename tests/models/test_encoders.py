@@ -232,7 +232,7 @@ def test_encode_frames_batched_matches_one_batch(rgb_encoder):
 @pytest.mark.parametrize("size", [128, 64])
 def test_depth_encoder_shapes_and_normalisation(size):
     torch.manual_seed(0)
-    encoder = DepthEncoder(channels=(8, 16, 16, 16), spatial_size=4, output_size=24)
+    encoder = DepthEncoder(channels=(8, 16, 16), spatial_size=4, output_size=24)
     depth = torch.rand(3, size, size, 1) * 10.0
     spatial, pooled = encoder(depth)
     assert spatial.shape == (3, 16, 4, 4) and pooled.shape == (3, 24)
@@ -242,3 +242,17 @@ def test_depth_encoder_shapes_and_normalisation(size):
     assert not torch.allclose(encoder(torch.full((1, size, size, 1), 2.0))[1], far)
     pooled.sum().backward()
     assert encoder.cnn[0].weight.grad is not None and encoder.cnn[0].weight.grad.abs().sum() > 0
+
+
+def test_depth_encoder_refuses_frames_too_small_and_inconsistent_layers():
+    encoder = DepthEncoder()  # SimpleCNN: 8x8/4, 4x4/2, 3x3/1 -> needs 36 pixels
+    assert encoder.min_input_side() == 36
+    assert encoder(torch.rand(1, 36, 36, 1))[0].shape == (1, 64, 4, 4)
+    with pytest.raises(ValueError, match="too small"):
+        encoder(torch.rand(1, 32, 32, 1))
+    with pytest.raises(ValueError, match="equally many"):
+        DepthEncoder(channels=(8, 8), kernel_sizes=(3,), strides=(1, 1))
+    deeper = DepthEncoder(channels=(4, 4, 4, 4))  # schedule continues with 3x3 / 1
+    assert [m.kernel_size[0] for m in deeper.cnn if isinstance(m, torch.nn.Conv2d)] == [8, 4, 3, 3]
+    custom = DepthEncoder(channels=(4, 4), kernel_sizes=(3, 3), strides=(2, 2))
+    assert custom.min_input_side() == 7 and custom(torch.rand(1, 7, 7, 1))[1].shape == (1, 128)

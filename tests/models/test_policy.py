@@ -17,7 +17,7 @@ from agent.models.visual_encoders import encode_frames_batched
 INSTRUCTIONS = ["walk past the kitchen and stop next to the fridge",
                 "turn left at the guitar and wait in the bedroom",
                 "go down the hallway into the living room"]
-SMALL_MODEL = ["rgb_encoder.output_size=16", "depth_encoder.channels=[8, 8, 8, 8]",
+SMALL_MODEL = ["rgb_encoder.output_size=16", "depth_encoder.channels=[8, 8, 8]",
                "depth_encoder.output_size=16", "instruction_encoder.hidden_size=8",
                "policy.hidden_size=32", "policy.prev_action_embedding_size=8"]
 FEATURE_SIDE = 2  # rgb_features of 64x64 frames: (1280, 2, 2)
