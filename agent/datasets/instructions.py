@@ -433,6 +433,8 @@ def _plan_events(a: PathAnalysis, plan: FloorPlan, namer: _Namer, rng: np.random
     for turn in turns:
         ev = _Event("turn" if turn.sharp else "bear", turn.step_index, direction=turn.direction)
         entered = None if turn.is_initial else _room_entered_at(a, turn)
+        if entered in consumed_rooms:
+            entered = None   # another turn already leads into that room
         if entered is not None and (style == "rooms" or rng.random() < 0.6):
             ev.variant, ev.room_id = "into", a.rooms[entered].room_id
             consumed_rooms.add(entered)
@@ -459,6 +461,9 @@ def _plan_events(a: PathAnalysis, plan: FloorPlan, namer: _Namer, rng: np.random
     # stable order along the path; at one index: exit/turn before entering, stop last
     order = {"turn": 0, "bear": 0, "exit": 1, "go": 3, "enter": 3, "pass": 4, "stop": 9}
     events.sort(key=lambda e: (e.step_index, 2 if e.variant == "into" else order[e.kind]))
+    for i, ev in enumerate(events):
+        if ev.kind == "exit" and i > 0:
+            ev.side = None   # the door's side is relative to the start pose only
     events.append(stop)
     return events
 
@@ -495,12 +500,15 @@ def _room_events(a: PathAnalysis, plan: FloorPlan, namer: _Namer) -> List[Tuple[
             exit_ev.door_word = "door" if door.kind == "door" else "opening"
     out.append((0, exit_ev))
     for i, visit in enumerate(a.rooms[1:], start=1):
+        # a room the path was in before is gone "back" into
+        back = any(v.room_id == visit.room_id for v in a.rooms[:i])
         if i == len(a.rooms) - 1:
-            out.append((i, _Event("enter", visit.first, room_id=visit.room_id)))
+            out.append((i, _Event("enter", visit.first, room_id=visit.room_id,
+                                  variant="back" if back else "")))
         elif visit.length >= 0.5:
             hall = namer.room_type(visit.room_id) == "hallway"
             out.append((i, _Event("go", visit.first, room_id=visit.room_id,
-                                  variant="hall" if hall else "")))
+                                  variant="back" if back else ("hall" if hall else ""))))
     return out
 
 
@@ -602,14 +610,13 @@ def _pass_side(a: PathAnalysis, obj: SceneObject, step: int) -> Optional[str]:
 
 
 def _straight_events(a: PathAnalysis, events: List[_Event]) -> List[_Event]:
-    """``go straight`` for a long stretch (>= 4 m) that no other clause covers."""
+    """``go straight`` for the longest stretch (>= 4 m) that no other clause covers."""
     marks = sorted([0.0, float(a.travelled[-1])] + [float(a.travelled[e.step_index]) for e in events])
-    out = []
-    for lo, hi in zip(marks[:-1], marks[1:]):
-        if hi - lo >= 4.0:
-            step = int(np.searchsorted(a.travelled, lo + 0.5))
-            out.append(_Event("go", min(step, len(a.travelled) - 1), variant="straight"))
-    return out
+    gaps = [(hi - lo, lo) for lo, hi in zip(marks[:-1], marks[1:])]
+    if not gaps or max(gaps)[0] < 4.0:
+        return []
+    step = int(np.searchsorted(a.travelled, max(gaps)[1] + 0.5))
+    return [_Event("go", min(step, len(a.travelled) - 1), variant="straight")]
 
 
 def _stop_event(a: PathAnalysis, plan: FloorPlan, namer: _Namer) -> _Event:
@@ -709,6 +716,10 @@ TEMPLATES: Dict[str, Tuple[str, ...]] = {
     "enter": ("go into {room}", "enter {room}", "walk into {room}", "head into {room}",
               "step into {room}", "move into {room}", "continue into {room}",
               "make your way into {room}", "proceed into {room}"),
+    "go_back": ("walk back through {room}", "go back through {room}", "cross {room} again",
+                "head back through {room}", "go back along {room}"),
+    "enter_back": ("go back into {room}", "return to {room}", "walk back into {room}",
+                   "head back into {room}", "go into {room} again"),
     "enter_sub": ("once you are in {room}", "once inside {room}", "when you reach {room}",
                   "after entering {room}", "once you enter {room}", "when you get to {room}"),
     "stop_obj": ("stop {prep} {obj} in {room}", "wait {prep} {obj} in {room}",
@@ -793,6 +804,10 @@ def _word_event(ev: _Event, namer: _Namer, rng: np.random.Generator) -> Tuple[st
         sub = _choice(rng, TEMPLATES["pass_sub"])
     elif kind == "go" and ev.variant == "straight":
         main, sub = _choice(rng, TEMPLATES["go_straight"]), None
+    elif kind == "go" and ev.variant == "back":
+        main, sub = _choice(rng, TEMPLATES["go_back"]), _choice(rng, TEMPLATES["go_sub"])
+    elif kind == "enter" and ev.variant == "back":
+        main, sub = _choice(rng, TEMPLATES["enter_back"]), _choice(rng, TEMPLATES["enter_sub"])
     elif kind == "go":
         hall = ev.variant == "hall"
         main = _choice(rng, TEMPLATES["go_hall" if hall else "go"])

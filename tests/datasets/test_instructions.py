@@ -500,7 +500,13 @@ def test_room_words_stay_the_floor_plan_room_types(described):
     from agent.envs.houses.floorplan import ROOM_TYPES
     forbidden = {"lounge", "den", "corridor", "restroom", "washroom", "bath", "study"}
     for p, pos, hd, instructions in described:
+        visits = [v.room_id for v in analyse_trajectory(pos, hd, p).rooms]
         for ins in instructions:
+            # each visit of a room is announced once (by a turn into it, or go/enter)
+            announced = [c.room_id for c in ins.clauses
+                         if c.kind in ("turn", "bear", "go", "enter") and c.room_id is not None]
+            for room_id in set(announced):
+                assert announced.count(room_id) <= visits[1:].count(room_id), ins.text
             assert forbidden.isdisjoint(instruction_words(ins.text)), ins.text
             for c in ins.clauses:
                 if c.kind in ("exit", "enter", "go") and c.room_id is not None:
