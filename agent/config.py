@@ -392,6 +392,8 @@ class InstructionEncoderConfig:
         True, help="transformer: keep its weights fixed (encodings are then cached per instruction)")
     max_length: int = config_field(
         512, help="transformer: wordpieces per instruction incl. [CLS]/[SEP]; longer ones are cut")
+    cache_size: int = config_field(
+        16384, help="transformer (frozen): distinct instructions kept encoded (~60 KB each)")
     hidden_size: int = config_field(128, help="glove_lstm: LSTM hidden size per direction")
     bidirectional: bool = config_field(True, help="glove_lstm: bidirectional LSTM")
     freeze_embeddings: bool = config_field(True, help="glove_lstm: keep the GloVe vectors fixed")

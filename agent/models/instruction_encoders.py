@@ -133,7 +133,7 @@ class TransformerInstructionEncoder(nn.Module):
     (``<pad>``, ``<eos>``...) contribute no wordpiece, except UNK which becomes [UNK]."""
 
     def __init__(self, vocab: Any, *, name: str = "minilm", freeze: bool = True,
-                 max_length: int = 512, cache_size: int = 4096):
+                 max_length: int = 512, cache_size: int = 16384):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer  # heavy; only when used
 
@@ -342,7 +342,7 @@ def build_instruction_encoder(cfg: InstructionEncoderConfig, vocab: Any) -> nn.M
     """The instruction encoder named by ``cfg.type`` (see InstructionEncoderConfig)."""
     if cfg.type == "transformer":
         return TransformerInstructionEncoder(vocab, name=cfg.name, freeze=cfg.freeze,
-                                             max_length=cfg.max_length)
+                                             max_length=cfg.max_length, cache_size=cfg.cache_size)
     if cfg.type == "glove_lstm":
         return GloveLSTMInstructionEncoder(vocab, hidden_size=cfg.hidden_size,
                                            bidirectional=cfg.bidirectional,

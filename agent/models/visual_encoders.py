@@ -7,8 +7,9 @@
   the same outputs as :meth:`RGBEncoder.forward`.
 * :class:`DepthEncoder` — a small CNN trained from scratch on depth / 10 m.
 
-Both work at any resolution that is a multiple of 32 (128x128, and 64x64 for cheaper
-learning): RGB gives a (H/32, W/32) map, depth is pooled to a fixed s x s grid.
+Both work at 128x128 and at 64x64 (the cheaper learning resolution): RGB needs sides that
+are multiples of 32 and gives an (H/32, W/32) map; depth needs sides of at least
+:meth:`DepthEncoder.min_input_side` (36 by default) and is pooled to a fixed s x s grid.
 """
 from __future__ import annotations
 

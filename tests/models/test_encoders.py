@@ -112,6 +112,14 @@ def test_frozen_transformer_caches_each_distinct_instruction(minilm, vocab):
     width = direct_features.shape[1]
     torch.testing.assert_close(first[0][:2, :width], direct_features, atol=1e-5, rtol=1e-5)
     assert not any(p.requires_grad for p in minilm.transformer.parameters())
+    # the cache is bounded (least recently used rows go first) and results do not change
+    minilm.cache_size = 1
+    try:
+        bounded = minilm(tokens)
+        assert len(minilm._cache) == 1
+        torch.testing.assert_close(bounded[2], first[2])
+    finally:
+        minilm.cache_size = 16384
 
 
 def test_instruction_tokens_are_validated(minilm, vocab):
