@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -163,11 +163,6 @@ def _paths_from_one_start(plan: FloorPlan, nav, rng: np.random.Generator, n_goal
         if len(paths) >= min_goals:
             return start, paths
     raise AssertionError(f"house {plan.house_id}: no start with {min_goals} goals at 5-20 m")
-
-
-def _unwrapped(headings: np.ndarray) -> np.ndarray:
-    return np.concatenate([[headings[0]], headings[0] + np.cumsum(
-        np.angle(np.exp(1j * np.diff(headings))))])
 
 
 def _net_turn_deg(positions: np.ndarray, headings: np.ndarray, step: int,
