@@ -125,6 +125,7 @@ class _Source:
         self.by_key[prefix.rstrip(".")] = origin
 
     def of(self, dotted: str) -> str:
+        dotted = re.sub(r"\[\d+\]", "", dotted)  # a list element comes from its list's source
         if dotted in self.by_key:
             return self.by_key[dotted]
         for key, origin in self.by_key.items():
