@@ -168,7 +168,9 @@ class RolloutBuffer:
         self.actions = torch.zeros(shape, dtype=torch.long)
         self.old_log_probs = torch.zeros(shape)
         self.old_values = torch.zeros(shape)
-        self.rewards = torch.zeros(shape)
+        self.rewards = torch.zeros(shape)  # what PPO optimises (written by a reward source)
+        #: the environment's fixed reward: decrease in geodesic distance + success bonus
+        self.env_rewards = torch.zeros(shape)
         self.episode_ends = torch.zeros(shape)
         self.truncated = torch.zeros(shape)
         self.bootstrap_values = torch.zeros(shape)  # V(final obs) where truncated, else 0
@@ -331,7 +333,7 @@ class PPO:
                 num_updates += 1
                 epoch_kls.append(float(terms["approx_kl"]))
                 for key, value in terms.items():
-                    totals[key] = totals.get(key, 0.0) + float(value)
+                    totals[key] = totals.get(key, 0.0) + float(value.detach())
                 totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
             if self.target_kl is not None and sum(epoch_kls) / len(epoch_kls) > self.target_kl:
                 stopped_early = True
