@@ -22,24 +22,25 @@ log = logging.getLogger("langnav.eval")
 
 # ---------------------------------------------------------------------------- controls
 def shuffle_instructions(episodes: Sequence[Dict[str, Any]], seed: int = 0) -> List[Dict[str, Any]]:
-    """Swap instructions among episodes of the same house (the language control): each
-    episode gets the instruction of another path of its house where one exists."""
+    """Swap instructions among episodes of the same house (the language control): the
+    paths of a house are put in a random cycle and each episode takes an instruction of
+    the next path, so no episode keeps an instruction of its own path (a house with a
+    single path keeps its instructions)."""
     from agent.datasets.episodes import house_of
 
     rng = np.random.default_rng(seed)
-    by_house: Dict[str, List[int]] = defaultdict(list)
+    paths: Dict[str, Dict[Any, List[int]]] = defaultdict(lambda: defaultdict(list))
     for i, ep in enumerate(episodes):
-        by_house[house_of(ep)].append(i)
+        paths[house_of(ep)][ep["trajectory_id"]].append(i)
     out = [dict(ep) for ep in episodes]
-    for idx in by_house.values():
-        order = list(idx)
-        for _ in range(20):  # a few tries at a permutation that changes every path
-            perm = list(rng.permutation(order))
-            if all(episodes[a]["trajectory_id"] != episodes[b]["trajectory_id"]
-                   for a, b in zip(order, perm)):
-                break
-        for a, b in zip(order, perm):
-            out[a]["instruction"] = episodes[b]["instruction"]
+    for house in sorted(paths):
+        by_path = paths[house]
+        order = sorted(by_path, key=str)
+        order = [order[k] for k in rng.permutation(len(order))]
+        for k, traj in enumerate(order):
+            donors = by_path[order[(k + 1) % len(order)]]
+            for j, i in enumerate(by_path[traj]):
+                out[i]["instruction"] = episodes[donors[j % len(donors)]]["instruction"]
     return out
 
 

@@ -71,18 +71,18 @@ def record_episode(agent, envs, episode: Dict[str, Any], gt: Dict[str, Any],
     metrics record (the same record the evaluator writes)."""
     from eval.evaluator import run_episodes
 
-    plan = getattr(envs.local_envs[0], "floor_plan", None)
+    env = envs.local_envs[0]
     text = episode["instruction"]["instruction_text"]
     goal = (episode.get("goals") or [None])[0]
     frames: List[np.ndarray] = []
     last: Dict[str, Any] = {}
 
     def topdown(record: Dict[str, Any]) -> Optional[np.ndarray]:
-        if plan is None:  # habitat scenes carry no floor plan
+        if not hasattr(env, "floor_plan"):  # habitat scenes carry no floor plan
             return None
         from agent.envs.houses.topdown import TopDownMap
 
-        return TopDownMap(plan).draw(path=record["positions"],
+        return TopDownMap(env.floor_plan).draw(path=record["positions"],
                                      reference_path=episode.get("reference_path"),
                                      agent=(record["positions"][-1], record["headings"][-1]),
                                      goal=(goal["position"], 3.0) if goal else None)
