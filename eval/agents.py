@@ -179,6 +179,8 @@ def train_action_statistics(data_dir: str) -> Tuple[np.ndarray, float]:
 
 def make_agent(spec: str, num_slots: int, data_dir: str, seed: int = 0):
     """A baseline by name, or a learned agent from a checkpoint path."""
+    if spec in ("random", "handcrafted", "oracle-room") and not data_dir:
+        raise ValueError(f"the {spec} agent needs --data DIR (it reads the dataset)")
     if spec == "random":
         probs, _ = train_action_statistics(data_dir)
         return RandomAgent(num_slots, probs, seed)

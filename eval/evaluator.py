@@ -216,17 +216,36 @@ def houses_backend_config(data_dir: str, width: int = 128, height: int = 128) ->
             "width": width, "height": height}
 
 
-def load_backend_config(path: Optional[str], data_dir: str, **defaults: Any) -> Dict[str, Any]:
+def load_backend_config(path: Optional[str], data_dir: Optional[str], **defaults: Any) -> Dict[str, Any]:
     """The backend YAML (habitat or houses), or the houses default for ``data_dir``."""
     if path is None:
+        if data_dir is None:
+            raise ValueError("--data DIR is required (or a --backend-config naming data_dir)")
         return houses_backend_config(data_dir, **defaults)
     import yaml
 
-    with open(path) as f:
-        cfg = yaml.safe_load(f)
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"backend config not found: {path}") from None
     if not isinstance(cfg, dict) or "backend" not in cfg:
         raise ValueError(f"backend config {path} must be a mapping with a 'backend' key")
     return cfg
+
+
+def resolve_data_dir(data_arg: Optional[str], backend_cfg_path: Optional[str], agent=None) -> str:
+    """--data, else the backend config's data_dir, else the checkpoint's dataset."""
+    if data_arg:
+        return data_arg
+    if backend_cfg_path:
+        cfg = load_backend_config(backend_cfg_path, None)
+        if cfg.get("data_dir"):
+            return cfg["data_dir"]
+    ckpt_data = getattr(agent, "data_dir", None)
+    if ckpt_data:
+        return ckpt_data
+    raise ValueError("--data DIR is required for this agent")
 
 
 def format_aggregate(stats: Dict[str, Any]) -> str:
@@ -239,11 +258,13 @@ def format_aggregate(stats: Dict[str, Any]) -> str:
 def cli_eval(args) -> int:
     from eval.agents import make_agent
 
-    data_dir = args.data
-    if data_dir is None:
-        raise ValueError("--data DIR is required for this agent")
-    backend_cfg = load_backend_config(args.backend_config, data_dir)
+    is_checkpoint = args.agent.endswith(".pt")
+    data_dir = args.data if is_checkpoint else resolve_data_dir(args.data, args.backend_config)
     agent = make_agent(args.agent, args.num_envs, data_dir, seed=args.seed)
+    data_dir = resolve_data_dir(data_dir, args.backend_config, agent)
+    backend_cfg = load_backend_config(args.backend_config, data_dir)
+    # a learned agent sees observations at the resolution it was trained with
+    backend_cfg.update(getattr(agent, "backend_overrides", {}) or {})
     name = args.name or getattr(agent, "name", None) or os.path.basename(args.agent)
     meta = dict(getattr(agent, "run_meta", {}) or {})
     for split in args.split.split(","):

@@ -109,8 +109,10 @@ def cli_rollout(args) -> int:
     from eval.agents import make_agent
     from eval.evaluator import load_backend_config
 
-    if args.data is None:
-        raise ValueError("--data DIR is required")
+    from eval.evaluator import resolve_data_dir
+
+    agent = make_agent(args.agent, 1, args.data, seed=args.seed)
+    args.data = resolve_data_dir(args.data, args.backend_config, agent)
     ep_path, gt_path = split_paths(args.data, args.split)
     episodes, _ = load_split(ep_path)
     gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
@@ -119,9 +121,10 @@ def cli_rollout(args) -> int:
         episodes = [ep for ep in episodes if str(ep["episode_id"]) in wanted]
     else:
         episodes = episodes[:args.episodes]
-    agent = make_agent(args.agent, 1, args.data, seed=args.seed)
     cfg = dict(load_backend_config(args.backend_config, args.data, width=256, height=256),
                privileged=True)
+    # a learned agent sees (and the video shows) the resolution it was trained with
+    cfg.update(getattr(agent, "backend_overrides", {}) or {})
     os.makedirs(args.out, exist_ok=True)
     finals = []
     with VectorEnv(cfg, 1, in_process=True) as envs:
