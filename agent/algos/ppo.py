@@ -24,7 +24,7 @@ This module knows nothing about environments; it imports torch only.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -310,10 +310,14 @@ class PPO:
                          + self.entropy_coef * terms["entropy_loss"])
         return terms
 
-    def update(self, buffer: RolloutBuffer,
-               generator: Optional[torch.Generator] = None) -> Dict[str, float]:
+    def update(self, buffer: RolloutBuffer, generator: Optional[torch.Generator] = None,
+               check_finite: Optional[Callable[[Mapping[str, torch.Tensor]], None]] = None
+               ) -> Dict[str, float]:
         """``ppo_epochs`` passes over ``buffer`` in minibatches of whole sequences ->
-        mean of each loss term, ``grad_norm``, ``num_updates`` and ``stopped_early``."""
+        mean of each loss term, ``grad_norm``, ``num_updates`` and ``stopped_early``.
+
+        ``check_finite(terms)`` is called before each step (a trainer's NaN guard); by
+        default a non-finite loss raises FloatingPointError naming every term."""
         self.policy.train()
         totals: Dict[str, float] = {}
         num_updates = 0
@@ -322,7 +326,9 @@ class PPO:
             epoch_kls: List[float] = []
             for sample in buffer.sequence_minibatches(self.num_mini_batch, generator):
                 terms = self.loss_terms(sample)
-                if not torch.isfinite(terms["loss"]):
+                if check_finite is not None:
+                    check_finite(terms)
+                elif not torch.isfinite(terms["loss"]):
                     raise FloatingPointError(
                         "PPO loss is not finite: " + ", ".join(
                             f"{k}={float(v):.4g}" for k, v in terms.items()))

@@ -75,15 +75,16 @@ class DiscriminatorConfig:
     max_grad_norm: float = config_field(1.0, help="gradient-norm clip of the reward network")
     batch_size: int = config_field(
         8, help="sequences per example type (expert / agent / misaligned) in a batch")
-    updates_per_round: int = config_field(4, help="discriminator gradient steps per round")
+    updates_per_round: int = config_field(
+        4, help="discriminator gradient steps per round (each on a fresh batch)")
+    expert_cache_episodes: int = config_field(
+        256, help="expert trajectories kept decoded in memory (LRU)")
     misaligned_weight: float = config_field(
         1.0, help="weight of misaligned negatives relative to agent negatives in the loss")
     misaligned_min_goal_distance: float = config_field(
         3.0, help="a misaligned instruction's goal is at least this far (m) from the true goal")
     misaligned_max_ndtw: float = config_field(
         0.5, help="a misaligned instruction's path has nDTW at most this to the true path")
-    grad_penalty: float = config_field(
-        0.0, help="weight of a gradient penalty on expert features (0 = off)")
     agent_buffer_rollouts: int = config_field(
         4, help="most recent rollouts kept as agent negatives")
 
@@ -95,15 +96,14 @@ class AdversarialConfig:
     total_env_frames: int = config_field(100_000, help="environment steps to train for")
     warmup_disc_rounds: int = config_field(
         10, help="discriminator rounds on rollouts of the initial (BC) policy before PPO starts")
-    disc_rounds_per_iteration: int = config_field(
-        1, help="discriminator rounds after each rollout")
-    policy_updates_per_iteration: int = config_field(
-        1, help="PPO updates (each on a fresh rollout) per discriminator round")
+    policy_updates_per_disc_round: int = config_field(
+        1, help="PPO updates (each on a fresh rollout) between two discriminator rounds")
     gt_reward_coef: float = config_field(
         0.0, help="DEBUG ONLY: add this times the decrease in geodesic distance to the learned "
                   "reward; runs are then named '+gt-reward' everywhere")
     gt_success_bonus: float = config_field(
-        2.5, help="DEBUG ONLY (with gt_reward_coef > 0): bonus for STOP within 3 m, times the coef")
+        2.5, help="success bonus of the environment's distance reward (STOP within 3 m); used "
+                  "by reward_type gt_distance and, times gt_reward_coef, by the debug option")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,7 +90,10 @@ class LanguageRewardNet(nn.Module):
         self.state_query = nn.Linear(hidden_size, text_size)
         # the absorbing state's features, in place of a trajectory summary
         self.absorbing_state = nn.Parameter(torch.zeros(hidden_size))
-        joint_size = hidden_size + 2 * text_size
+        # text -> a gate over the summary: multiplicative (FiLM-like) state x instruction
+        # features, which ground the instruction far faster than concatenation alone
+        self.text_gate = nn.Linear(2 * text_size, hidden_size)
+        joint_size = 2 * hidden_size + 2 * text_size
         self.reward_head = nn.Sequential(nn.Linear(joint_size, hidden_size), nn.ReLU(True),
                                          nn.Linear(hidden_size, NUM_ACTIONS + 1))
         self.potential_head = nn.Sequential(
@@ -142,10 +145,12 @@ class LanguageRewardNet(nn.Module):
 
     def _joint(self, states: torch.Tensor, text_features: torch.Tensor, text_mask: torch.Tensor,
                sentence: torch.Tensor) -> torch.Tensor:
-        """states (N, H) with per-row text (N, L', D), (N, L'), (N, D) -> (N, H + 2D)."""
+        """states (N, H) with per-row text (N, L', D), (N, L'), (N, D) -> (N, 2H + 2D):
+        [state, attended text, sentence, state * gate(text)]."""
         attended = masked_attention(self.state_query(states), text_features, text_features,
                                     text_mask)
-        return torch.cat([states, attended, sentence], dim=1)
+        text = torch.cat([attended, sentence], dim=1)  # (N, 2D)
+        return torch.cat([states, text, states * self.text_gate(text)], dim=1)
 
     # ------------------------------------------------------------------ forward
     def forward(self, observations: Mapping[str, Any], actions: torch.Tensor,

@@ -1,0 +1,265 @@
+"""GAIL and AIRL on the tiny houses dataset: misaligned-pair rules, the discriminator
+learns to tell expert from misaligned pairs, the policy rewards equal their formulas computed
+by hand, the "+gt-reward" name, and kill-and-resume restores the identical training state."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from agent.algos.adversarial import (
+    EXPERT, GT_REWARD_SUFFIX, MISALIGNED, discriminator_loss, misaligned_candidates,
+    padded_tokens,
+)
+from agent.algos.config import load_train_config
+from agent.algos.train import build_trainer
+from agent.algos.rollout import collate_trajectories
+from agent.datasets.episodes import house_of, load_gt, load_split, split_paths
+from agent.envs.base import STOP
+from eval.metrics import ndtw
+
+SMALL_MODEL = ["model.policy.type=seq2seq", "model.rgb_encoder.output_size=16",
+               "model.depth_encoder.channels=[8, 8]", "model.depth_encoder.kernel_sizes=[8, 4]",
+               "model.depth_encoder.strides=[4, 2]", "model.depth_encoder.output_size=16",
+               "model.instruction_encoder.hidden_size=8", "model.policy.hidden_size=32",
+               "model.policy.prev_action_embedding_size=8"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def feature_dir(tmp_path_factory):
+    """One feature cache + expert recording for every trainer of this module."""
+    return str(tmp_path_factory.mktemp("features"))
+
+
+def small_config(trainer, data_dir, out_dir, feature_dir, *extra):
+    return load_train_config(None, [
+        f"trainer={trainer}", f"data_dir={data_dir}", f"out_dir={out_dir}",
+        f"features.cache_dir={feature_dir}", "backend.width=32", "backend.height=32",
+        "num_envs=2", "rl.in_process_envs=true", "rl.ppo.num_steps=8", "rl.ppo.num_mini_batch=1",
+        "rl.ppo.ppo_epochs=2", "rl.reward.hidden_size=32", "rl.reward.action_embedding_size=8",
+        "rl.discriminator.batch_size=3", "rl.discriminator.updates_per_round=1",
+        "rl.adversarial.warmup_disc_rounds=1", "bc.max_episodes=6", "progress=false",
+        *SMALL_MODEL, *extra])
+
+
+@pytest.fixture(scope="module")
+def train_split(tiny_dataset):
+    episodes, vocab = load_split(split_paths(tiny_dataset, "train")[0])
+    return episodes, load_gt(split_paths(tiny_dataset, "train")[1])
+
+
+def test_misaligned_candidates_follow_the_rules(train_split):
+    episodes, gt = train_split
+    candidates = misaligned_candidates(episodes, gt, min_goal_distance=3.0, max_ndtw=0.5)
+    by_id = {str(ep["episode_id"]): ep for ep in episodes}
+    assert sum(len(v) for v in candidates.values()) > len(episodes)  # pairs exist
+    rejected_near = rejected_similar = 0
+    for eid, episode in by_id.items():
+        goal = episode["goals"][0]["position"]
+        assert all(house_of(by_id[o]) == house_of(episode) for o in candidates[eid])
+        for other in episodes:
+            oid = str(other["episode_id"])
+            if house_of(other) != house_of(episode):
+                continue
+            allowed = oid in candidates[eid]
+            distance = math.dist(other["goals"][0]["position"], goal)
+            similar = ndtw(gt[oid]["locations"], gt[eid]["locations"])
+            if allowed:
+                assert other["trajectory_id"] != episode["trajectory_id"]
+                assert distance >= 3.0 and similar <= 0.5
+            elif other["trajectory_id"] != episode["trajectory_id"]:
+                assert distance < 3.0 or similar > 0.5  # refused only by the rules
+                rejected_near += distance < 3.0
+                rejected_similar += similar > 0.5
+    assert rejected_near + rejected_similar > 0  # the rules did exclude something here
+
+
+@pytest.mark.parametrize("trainer_name", ["airl", "gail"])
+def test_discriminator_separates_expert_from_misaligned_pairs(tiny_dataset, feature_dir,
+                                                              tmp_path, trainer_name):
+    cfg = small_config(trainer_name, tiny_dataset, str(tmp_path / "run"), feature_dir,
+                       "rl.discriminator.lr=3e-3", "rl.discriminator.batch_size=6")
+    trainer = build_trainer(cfg)
+    trainer.setup()
+    trainer.collect()  # agent negatives from the initial policy
+    ids = trainer.expert.episode_ids
+    expert = [trainer.expert.trajectory(e) for e in ids]
+    misaligned = [trainer.expert.trajectory(e).with_instruction(
+        padded_tokens(trainer.episode_by_id[o]["instruction"]["instruction_tokens"]))
+        for e in ids for o in trainer.misaligned[e]]
+    assert misaligned
+    batch = collate_trajectories(expert + misaligned)
+    kinds = torch.tensor([EXPERT] * len(expert) + [MISALIGNED] * len(misaligned))
+
+    def accuracy():
+        with torch.no_grad():
+            step_logits, absorbing_logits, _ = trainer.discriminate(batch)
+            return discriminator_loss(step_logits, absorbing_logits, batch, kinds,
+                                      misaligned_weight=1.0)[1]
+
+    before = accuracy()
+    for _ in range(130):
+        metrics = trainer.train_discriminator()
+        assert {"loss_expert", "accuracy_agent", "accuracy_misaligned"} <= set(metrics)
+    after = accuracy()
+    trainer.close_envs()
+    assert min(before["accuracy_expert"], before["accuracy_misaligned"]) < 0.9
+    assert after["accuracy_expert"] > 0.9 and after["accuracy_misaligned"] > 0.9, after
+
+
+def _rewards_by_hand(trainer, buffer, policy_reward):
+    """Each rollout episode alone through the reward network; the reward of step k is
+    policy_reward(r, h, k, trajectory) (+ γ/(1−γ) · absorbing after STOP)."""
+    gamma = trainer.config.rl.ppo.gamma
+    expected = torch.full_like(buffer.rewards, float("nan"))
+    trajectories, where = trainer.collector.labelling_trajectories()
+    for trajectory, positions in zip(trajectories, where):
+        single = collate_trajectories([trajectory])
+        with torch.no_grad():
+            out = trainer.reward_net(single.observations, single.actions, single.lengths,
+                                     single.instruction_tokens)
+        r, h, absorbing = out.rewards[:, 0], out.potentials[:, 0], out.absorbing_rewards[0]
+        for t, b, k in positions:
+            stop_step = trajectory.ends_with_stop and k == trajectory.length - 1
+            expected[t, b] = policy_reward(r, h, k, stop_step, t, b)
+            if stop_step:
+                expected[t, b] += gamma / (1 - gamma) * absorbing_value(trainer, absorbing)
+    return expected
+
+
+def absorbing_value(trainer, absorbing_logit):
+    return F.softplus(absorbing_logit) if trainer.trainer_name == "gail" else absorbing_logit
+
+
+def test_airl_policy_reward_is_f_minus_log_pi_by_hand(tiny_dataset, feature_dir, tmp_path):
+    cfg = small_config("airl", tiny_dataset, str(tmp_path / "run"), feature_dir,
+                       "rl.ppo.num_steps=12")
+    trainer = build_trainer(cfg)
+    trainer.setup()
+    trainer.collect()
+    buffer = trainer.collect()  # episodes that began in the previous rollout are read whole
+    gamma = cfg.rl.ppo.gamma
+
+    def airl_reward(r, h, k, stop_step, t, b):
+        next_h = 0.0 if stop_step else h[k + 1]  # h(absorbing) = 0
+        return r[k] + gamma * next_h - h[k] - buffer.old_log_probs[t, b]
+
+    expected = _rewards_by_hand(trainer, buffer, airl_reward)
+    labelled = trainer.label_rewards(buffer)
+    trainer.close_envs()
+    assert not torch.isnan(expected).any()
+    torch.testing.assert_close(labelled, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_airl_discriminator_recomputes_pi_with_each_samples_own_instruction(
+        tiny_dataset, feature_dir, tmp_path):
+    cfg = small_config("airl", tiny_dataset, str(tmp_path / "run"), feature_dir)
+    trainer = build_trainer(cfg)
+    trainer.setup()
+    trainer.collect()
+    batch, kinds = trainer.sample_discriminator_batch()
+    with torch.no_grad():
+        step_logits, _, outputs = trainer.discriminate(batch)
+    gamma = cfg.rl.ppo.gamma
+    policy = trainer.policy
+    for j in range(batch.actions.shape[1]):  # π by hand: one step at a time from a zero state
+        length = int(batch.lengths[j])
+        state, mask = policy.initial_state(1), torch.zeros(1)
+        for k in range(length):
+            obs = {key: value[k, j:j + 1] for key, value in batch.observations.items()}
+            obs["instruction_tokens"] = batch.instruction_tokens[j:j + 1]
+            with torch.no_grad():
+                logits, _, rnn = policy(obs, state.rnn, state.prev_actions, mask)
+            action = batch.actions[k, j]
+            log_pi = torch.log_softmax(logits, -1)[0, action]
+            stop_step = bool(batch.ends_with_stop[j]) and k == length - 1
+            next_h = 0.0 if stop_step else outputs.potentials[k + 1, j]
+            f = outputs.rewards[k, j] + gamma * next_h - outputs.potentials[k, j]
+            assert step_logits[k, j].item() == pytest.approx(float(f - log_pi), abs=1e-4)
+            state = state._replace(rnn=rnn, prev_actions=action.view(1))
+            mask = torch.ones(1)
+    assert (kinds == MISALIGNED).any()
+    trainer.close_envs()
+
+
+def test_gail_policy_reward_is_minus_log_one_minus_d(tiny_dataset, feature_dir, tmp_path):
+    cfg = small_config("gail", tiny_dataset, str(tmp_path / "run"), feature_dir)
+    trainer = build_trainer(cfg)
+    assert trainer.reward_net.potential_head is None  # GAIL's f has no shaping term
+    trainer.setup()
+    buffer = trainer.collect()
+
+    def gail_reward(r, h, k, stop_step, t, b):
+        return -torch.log(1 - torch.sigmoid(r[k]))
+
+    expected = _rewards_by_hand(trainer, buffer, gail_reward)
+    labelled = trainer.label_rewards(buffer)
+    trainer.close_envs()
+    torch.testing.assert_close(labelled, expected, atol=1e-4, rtol=1e-4)
+    assert torch.all(labelled > 0)
+
+
+def test_gt_reward_debug_option_is_named_everywhere(tiny_dataset, feature_dir, tmp_path):
+    cfg = small_config("airl", tiny_dataset, str(tmp_path / "run"), feature_dir,
+                       "rl.adversarial.gt_reward_coef=1.0", "rl.adversarial.total_env_frames=20",
+                       "rl.adversarial.warmup_disc_rounds=0")
+    trainer = build_trainer(cfg)
+    assert trainer.method_name == "airl" + GT_REWARD_SUFFIX
+    result = trainer.train()
+    assert result["method"].endswith(GT_REWARD_SUFFIX)
+    assert all(entry["method"].endswith(GT_REWARD_SUFFIX) for entry in trainer.history)
+    from agent.algos.checkpoint import load_checkpoint, run_meta_of
+
+    checkpoint = load_checkpoint(result["checkpoint"])
+    assert run_meta_of(checkpoint)["method"].endswith(GT_REWARD_SUFFIX)
+
+
+def _state_of(trainer):
+    state = {f"policy.{k}": v.clone() for k, v in trainer.policy.state_dict().items()}
+    state.update({f"reward.{k}": v.clone() for k, v in trainer.reward_net.state_dict().items()})
+    for name, optimizer in (("ppo_opt", trainer.ppo.optimizer), ("disc_opt", trainer.disc_optimizer)):
+        for index, slot in optimizer.state_dict()["state"].items():
+            for key, value in slot.items():
+                state[f"{name}.{index}.{key}"] = torch.as_tensor(value).clone()
+    stats = trainer.normalizer.return_stats
+    state["normalizer"] = torch.tensor([stats.mean, stats.var, stats.count], dtype=torch.float64)
+    state["rollout_generator"] = trainer.rollout_generator.get_state()
+    state["disc_generator"] = trainer.disc_generator.get_state()
+    return state
+
+
+def test_kill_and_resume_restores_identical_training_state(tiny_dataset, feature_dir, tmp_path):
+    def run(out_dir, total_updates):
+        cfg = small_config("airl", tiny_dataset, str(out_dir), feature_dir,
+                           f"total_updates={total_updates}", "checkpoint_interval=100",
+                           "rl.adversarial.total_env_frames=100000")
+        trainer = build_trainer(cfg)
+        result = trainer.train()
+        return trainer, result
+
+    uninterrupted, _ = run(tmp_path / "a", 4)
+    first, _ = run(tmp_path / "b", 2)  # stops (as if killed) right after its checkpoint
+    del first
+    resumed, result = run(tmp_path / "b", 4)
+    assert resumed.resumed_from is not None and "u00000002" in resumed.resumed_from
+    assert result["updates"] == 4
+    a, b = _state_of(uninterrupted), _state_of(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert uninterrupted.counters.training_frames == resumed.counters.training_frames
+    assert [t.episode_id for t in uninterrupted.collector.traces] == \
+        [t.episode_id for t in resumed.collector.traces]
+    assert [h["ppo/pg_loss"] for h in uninterrupted.history[2:]] == \
+        [h["ppo/pg_loss"] for h in resumed.history]
