@@ -118,10 +118,74 @@ def format_render_bench(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bench_env(data_dir: str, seconds: float = 3.0, num_envs: Sequence[int] = (1, 2),
+              size: int = 128, seed: int = 0, verbose: bool = True) -> Dict[str, Any]:
+    """Environment frames per second (RGB-D at ``size``², random moves and turns, never
+    STOP) through :class:`VectorEnv`: in-process, then with N worker processes."""
+    import numpy as np
+
+    from agent.datasets.episodes import load_split, split_paths
+    from agent.envs.vector_env import VectorEnv
+
+    episodes, _ = load_split(split_paths(data_dir, "val_seen")[0])
+    backend = {"backend": "houses", "scenes_dir": os.path.join(data_dir, "scenes"),
+               "width": size, "height": size}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n, in_process in [(1, True)] + [(n, False) for n in num_envs]:
+        with VectorEnv(backend, n, in_process=in_process) as envs:
+            envs.reset([episodes[i % len(episodes)] for i in range(n)])
+            frames, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                results = envs.step(rng.integers(1, 4, size=n).tolist())
+                frames += n
+                for i, (_, done, _) in enumerate(results):
+                    if done:
+                        envs.reset_at(i, episodes[int(rng.integers(len(episodes)))])
+            rows.append({"num_envs": n, "workers": not in_process,
+                         "frames_per_s": frames / (time.perf_counter() - t0)})
+    if verbose:
+        for r in rows:
+            kind = f"{r['num_envs']} worker process(es)" if r["workers"] else "in-process"
+            print(f"env {size}x{size} RGB-D, {kind}: {r['frames_per_s']:.0f} frames/s")
+    return {"size": size, "rows": rows}
+
+
+def bench_encoder(sizes: Sequence[int] = (128, 64), batch: int = 32, seconds: float = 3.0,
+                  verbose: bool = True) -> Dict[str, Any]:
+    """Frozen MobileNetV2 (ImageNet) images per second on this CPU, the bound on training
+    speed that the feature cache removes for repeated frames."""
+    import torch
+
+    from agent.models.visual_encoders import RGBEncoder
+
+    encoder = RGBEncoder().eval()
+    rows = []
+    with torch.no_grad():
+        for size in sizes:
+            images = torch.randint(0, 255, (batch, size, size, 3), dtype=torch.uint8)
+            encoder(images)  # warm-up
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                encoder(images)
+                n += batch
+            rows.append({"size": size, "images_per_s": n / (time.perf_counter() - t0)})
+            if verbose:
+                print(f"MobileNetV2 {size}x{size}: {rows[-1]['images_per_s']:.0f} images/s "
+                      f"(torch threads {torch.get_num_threads()})")
+    return {"rows": rows}
+
+
 def cli_bench(args: argparse.Namespace) -> int:
-    """``langnav bench WHAT``; this module implements ``render``."""
+    """``langnav bench {render,env,encoder,train}``: prints figures."""
     if args.what == "render":
         bench_render(seconds=args.seconds)
-        return 0
-    raise SystemExit(f"langnav bench {args.what}: not implemented in agent/bench.py "
-                     f"(only 'render' is)")
+    elif args.what == "env":
+        bench_env(args.data or os.path.join("data", "tiny"), seconds=args.seconds)
+    elif args.what == "encoder":
+        bench_encoder(seconds=args.seconds)
+    else:
+        from agent.algos.train import bench_train
+
+        bench_train(args)
+    return 0
