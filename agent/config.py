@@ -21,6 +21,8 @@ cannot be changed in place) and nested config dataclasses. Config dataclasses mu
 ``frozen=True``; derive changed copies with ``dataclasses.replace``.
 
 Checkpoints store :func:`config_to_dict` and rebuild with :func:`config_from_dict`.
+The model sections live here (:class:`ModelConfig`); the training entry point's root
+config, which nests ``model``, is ``agent.algos.config.TrainConfig``.
 This module imports neither torch nor anything heavy.
 """
 from __future__ import annotations
@@ -36,9 +38,9 @@ import yaml
 
 __all__ = [
     "ConfigError", "config_field", "config_section", "load_config", "config_from_dict",
-    "config_to_dict", "config_to_yaml", "format_help", "all_config_keys",
+    "config_to_dict", "config_to_yaml", "format_help", "all_config_keys", "read_yaml_with_bases",
     "InstructionEncoderConfig", "RGBEncoderConfig", "DepthEncoderConfig", "PolicyConfig",
-    "ModelConfig", "ExperimentConfig",
+    "ModelConfig",
 ]
 
 T = TypeVar("T")
@@ -272,6 +274,11 @@ def _read_yaml_tree(path: str, source: _Source, stack: Tuple[str, ...] = ()) -> 
     return _deep_merge(merged, content)
 
 
+def read_yaml_with_bases(path: str) -> Dict[str, Any]:
+    """The mapping of a YAML config file with its ``_base_`` files merged in (unchecked)."""
+    return _read_yaml_tree(path, _Source())
+
+
 def _field_type_at(cls: type, dotted: str) -> Optional[Any]:
     """Annotation of ``dotted`` inside ``cls``, or None if the key does not exist."""
     tp: Any = cls
@@ -445,11 +452,3 @@ class ModelConfig:
     rgb_encoder: RGBEncoderConfig = config_section(RGBEncoderConfig, help="RGB encoder")
     depth_encoder: DepthEncoderConfig = config_section(DepthEncoderConfig, help="depth encoder")
     policy: PolicyConfig = config_section(PolicyConfig, help="recurrent policy")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """One training run (habitat_configs/experiments/*.yaml); trainers add their sections."""
-
-    model: ModelConfig = config_section(ModelConfig, help="networks")
-    seed: int = config_field(0, help="random seed for torch, numpy and episode order")
