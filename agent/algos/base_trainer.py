@@ -1,0 +1,331 @@
+"""Machinery every trainer shares (BC, DAgger, PPO, GAIL, AIRL, the full method).
+
+:class:`BaseTrainer` owns: seeding (python, numpy, torch), the run directory, counters
+(``updates``, ``training_frames`` = environment frames, ``samples`` = steps trained on,
+``wall_time_s`` summed over resumed sessions), TensorBoard scalars on one global step,
+tqdm progress, atomic checkpoints every ``checkpoint_interval`` updates and at the end,
+**resume** from the latest checkpoint of the run directory (policy, optimiser, RNG states,
+counters, trainer state such as epoch/iteration, extra modules), and a NaN-loss guard that
+stops with one message naming the loss and the update and leaves the last good checkpoint
+in place.
+
+A subclass sets ``trainer_name``, builds itself in ``from_config(cfg)`` (helpers:
+:meth:`load_vocab`, :meth:`build_policy`), implements ``train() -> dict`` and, when it has
+more state than the policy and its optimiser, overrides :meth:`trainer_state` /
+:meth:`load_trainer_state` (plain values) and :meth:`extra_state` / :meth:`load_extra_state`
+(state dicts of other modules, e.g. a discriminator and its optimiser). Per update it calls
+:meth:`check_finite` on its losses, :meth:`record_update` with its metrics (which advances
+``counters.updates``) and :meth:`maybe_save`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from agent.algos.checkpoint import (
+    CHECKPOINT_DIRNAME, CheckpointError, checkpoint_name, latest_checkpoint, list_checkpoints,
+    load_checkpoint, run_meta_of, save_checkpoint, set_rng_state,
+)
+from agent.algos.config import TrainConfig, backend_config_of, resolved_out_dir
+from agent.config import config_to_dict
+
+log = logging.getLogger("langnav.train")
+
+__all__ = ["Counters", "NonFiniteLossError", "BaseTrainer", "seed_everything"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names the loss, update and checkpoint."""
+
+
+@dataclasses.dataclass
+class Counters:
+    """Progress of a run; saved in every checkpoint."""
+
+    updates: int = 0  # gradient updates of the policy
+    training_frames: int = 0  # environment frames (observations) collected for training
+    samples: int = 0  # time steps the policy was trained on (counted per update)
+    wall_time_s: float = 0.0  # training wall time, summed over resumed sessions
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+class BaseTrainer:
+    """See the module docstring. Constructor arguments are keyword-only."""
+
+    trainer_name = "base"
+
+    def __init__(self, *, config: TrainConfig, policy: torch.nn.Module, vocab: Any,
+                 optimizer: Optional[torch.optim.Optimizer] = None):
+        if config.torch_threads > 0:
+            torch.set_num_threads(config.torch_threads)
+        self.config = config
+        self.out_dir = resolved_out_dir(config)
+        self.checkpoint_dir = os.path.join(self.out_dir, CHECKPOINT_DIRNAME)
+        self.device = torch.device(config.device)
+        self.policy = policy.to(self.device)
+        self.vocab = vocab
+        self.optimizer = optimizer
+        self.backend_cfg = backend_config_of(config)
+        self.counters = Counters()
+        #: per-update metrics of this session ({"update": n, "loss": ..., ...})
+        self.history: List[Dict[str, Any]] = []
+        self.last_checkpoint: Optional[str] = None
+        self.resumed_from: Optional[str] = None
+        self._wall_before_session = 0.0
+        self._session_start = time.perf_counter()
+        self._writer = None
+        os.makedirs(self.out_dir, exist_ok=True)
+
+    # ------------------------------------------------------------------ building helpers
+    @staticmethod
+    def load_vocab(cfg: TrainConfig) -> Tuple[List[Dict[str, Any]], Any]:
+        """``(episodes, Vocab)`` of the training split ``cfg.bc.split`` of ``cfg.data_dir``."""
+        from agent.datasets.episodes import load_split, split_paths
+
+        path = split_paths(cfg.data_dir, cfg.bc.split)[0]
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"training split {path} not found (data_dir "
+                                    f"{cfg.data_dir!r}); build it with `langnav data build`")
+        return load_split(path)
+
+    @staticmethod
+    def build_policy(cfg: TrainConfig, vocab: Any) -> torch.nn.Module:
+        """The policy of ``cfg.model``, initialised from ``cfg.seed`` (seeds every generator)."""
+        from agent.models.policy import build_policy
+
+        seed_everything(cfg.seed)
+        return build_policy(cfg.model, vocab)
+
+    def make_featurizer(self, *, use_cache: Optional[bool] = None):
+        """The observation featurizer at the training resolution, with the feature cache
+        (``features.cache``) when the RGB encoder is frozen."""
+        from agent.algos.features import ObservationFeaturizer, render_identity, rgb_encoder_name
+        from agent.models.feature_cache import FeatureCache
+
+        cfg = self.config
+        rgb_encoder = self.policy.rgb_encoder
+        use_cache = cfg.features.cache if use_cache is None else use_cache
+        cache = None
+        if use_cache and rgb_encoder.freeze:
+            cache = FeatureCache(self.feature_root(),
+                                 rgb_encoder_name(rgb_encoder, cfg.model.rgb_encoder.weights),
+                                 render_identity(self.backend_cfg, cfg.data_dir))
+        return ObservationFeaturizer(rgb_encoder, width=cfg.backend.width,
+                                     height=cfg.backend.height, cache=cache,
+                                     encode_batch_size=cfg.features.encode_batch_size)
+
+    def feature_root(self) -> str:
+        """Root of the feature cache and the shared expert recordings."""
+        root = self.config.features.cache_dir
+        return root if root is not None else os.path.join(self.config.data_dir, "feature_cache")
+
+    def make_envs(self, num_envs: Optional[int] = None, *, privileged: bool = True,
+                  in_process: bool = False):
+        """A VectorEnv of the training backend; privileged (poses) for recording."""
+        from agent.envs.vector_env import VectorEnv
+
+        return VectorEnv(dict(self.backend_cfg, privileged=privileged),
+                         num_envs or self.config.num_envs, in_process=in_process)
+
+    # ------------------------------------------------------------------ time and logging
+    @property
+    def wall_time_s(self) -> float:
+        return self._wall_before_session + (time.perf_counter() - self._session_start)
+
+    def global_step(self) -> int:
+        """The TensorBoard step of every scalar: environment frames by default."""
+        return self.counters.training_frames
+
+    @property
+    def writer(self):
+        """TensorBoard SummaryWriter under ``out_dir/tensorboard`` (created on first use; a
+        resumed run purges events past its checkpoint's step)."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            purge = self.global_step() if self.resumed_from else None
+            self._writer = SummaryWriter(os.path.join(self.out_dir, "tensorboard"),
+                                         purge_step=purge)
+        return self._writer
+
+    def log_scalars(self, metrics: Mapping[str, Any], prefix: str = "train/") -> None:
+        """Scalars ``prefix + name`` at :meth:`global_step` (non-numbers are skipped)."""
+        step = self.global_step()
+        for name, value in metrics.items():
+            if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+                self.writer.add_scalar(prefix + name, float(value), step)
+
+    def record_update(self, metrics: Mapping[str, Any], samples: int = 0) -> Dict[str, Any]:
+        """Count one update, keep its metrics in :attr:`history`, and every
+        ``log_interval`` updates write them to TensorBoard and ``train_log.jsonl``."""
+        self.counters.updates += 1
+        self.counters.samples += int(samples)
+        entry = {"update": self.counters.updates, "training_frames": self.counters.training_frames,
+                 "samples": self.counters.samples, **{k: _plain_number(v) for k, v in metrics.items()}}
+        self.history.append(entry)
+        if self.counters.updates % self.config.log_interval == 0:
+            self.log_scalars(metrics)
+            self.log_scalars({"updates": self.counters.updates,
+                              "wall_time_s": self.wall_time_s}, prefix="progress/")
+            with open(os.path.join(self.out_dir, "train_log.jsonl"), "a") as f:
+                f.write(json.dumps(entry) + "\n")
+        return entry
+
+    def check_finite(self, losses: Mapping[str, Any]) -> None:
+        """Raise NonFiniteLossError naming the first NaN/inf loss and the update it is in."""
+        for name, value in losses.items():
+            number = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            if not math.isfinite(number):
+                kept = self.last_checkpoint or "none written yet"
+                raise NonFiniteLossError(
+                    f"{self.trainer_name}: loss '{name}' is {number} at update "
+                    f"{self.counters.updates + 1} (run {self.out_dir}); training stopped, the "
+                    f"last good checkpoint is kept: {kept}")
+
+    def progress(self, total: Optional[int], desc: str, initial: int = 0, unit: str = "it"):
+        """A tqdm bar (disabled by ``progress: false``)."""
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit,
+                    disable=not self.config.progress, dynamic_ncols=True, leave=False)
+
+    def budget_reached(self) -> bool:
+        """``total_updates`` reached (trainers stop, checkpoint and return)."""
+        total = self.config.total_updates
+        return total is not None and self.counters.updates >= total
+
+    # ------------------------------------------------------------------ state hooks
+    def trainer_state(self) -> Dict[str, Any]:
+        """Plain values (ints, floats, str, lists, dicts) to resume this trainer's schedule."""
+        return {}
+
+    def load_trainer_state(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`trainer_state`."""
+
+    def extra_state(self) -> Dict[str, Any]:
+        """State dicts of modules other than the policy and its optimiser."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`extra_state`."""
+
+    # ------------------------------------------------------------------ checkpoints
+    def observation_spec(self) -> Dict[str, Any]:
+        return {"width": self.config.backend.width, "height": self.config.backend.height,
+                "backend": self.backend_cfg}
+
+    def save(self) -> str:
+        """Write a checkpoint of the current state (atomic) and prune old ones."""
+        self.counters.wall_time_s = self.wall_time_s
+        path = os.path.join(self.checkpoint_dir, checkpoint_name(
+            self.counters.updates, self.counters.training_frames))
+        save_checkpoint(path, trainer=self.trainer_name, config=config_to_dict(self.config),
+                        policy=self.policy, vocab=self.vocab,
+                        observation=self.observation_spec(), data_dir=self.config.data_dir,
+                        counters=self.counters.as_dict(),
+                        optimizer_state=None if self.optimizer is None else self.optimizer.state_dict(),
+                        trainer_state=self.trainer_state(), extra_state=self.extra_state())
+        self.last_checkpoint = path
+        self._prune_checkpoints()
+        return path
+
+    def maybe_save(self) -> Optional[str]:
+        """Save when ``updates`` is a multiple of ``checkpoint_interval``."""
+        if self.counters.updates > 0 and self.counters.updates % self.config.checkpoint_interval == 0:
+            return self.save()
+        return None
+
+    def _prune_checkpoints(self) -> None:
+        keep = self.config.keep_checkpoints
+        if keep <= 0:
+            return
+        for path in list_checkpoints(self.out_dir)[:-keep]:
+            if path != self.last_checkpoint:
+                os.remove(path)
+
+    def resume(self) -> bool:
+        """Restore the latest checkpoint of ``out_dir`` if there is one; True if resumed.
+
+        Refuses (CheckpointError) a checkpoint of another trainer, model, dataset or
+        resolution: that run directory belongs to another experiment."""
+        path = latest_checkpoint(self.out_dir)
+        if path is None:
+            return False
+        checkpoint = load_checkpoint(path)
+        self._check_same_run(checkpoint, path)
+        self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
+        if self.optimizer is not None and checkpoint["optimizer_state"] is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        stored = checkpoint["counters"]
+        self.counters = Counters(**{f.name: stored[f.name] for f in dataclasses.fields(Counters)
+                                    if f.name in stored})
+        self._wall_before_session = float(self.counters.wall_time_s)
+        self._session_start = time.perf_counter()
+        self.load_trainer_state(checkpoint["trainer_state"])
+        self.load_extra_state(checkpoint["extra_state"])
+        set_rng_state(checkpoint["rng"])
+        self.last_checkpoint = self.resumed_from = path
+        log.info("%s: resumed from %s (update %d, %d frames)", self.trainer_name, path,
+                 self.counters.updates, self.counters.training_frames)
+        return True
+
+    def _check_same_run(self, checkpoint: Mapping[str, Any], path: str) -> None:
+        mine = config_to_dict(self.config)
+        problems = []
+        if checkpoint["trainer"] != self.trainer_name:
+            problems.append(f"trainer {checkpoint['trainer']!r} != {self.trainer_name!r}")
+        if checkpoint["config"].get("model") != mine["model"]:
+            problems.append("model config differs")
+        if checkpoint["data_dir"] != os.path.abspath(self.config.data_dir):
+            problems.append(f"data_dir {checkpoint['data_dir']} != {os.path.abspath(self.config.data_dir)}")
+        obs = checkpoint["observation"]
+        if (obs["width"], obs["height"]) != (self.config.backend.width, self.config.backend.height):
+            problems.append(f"resolution {obs['width']}x{obs['height']} != "
+                            f"{self.config.backend.width}x{self.config.backend.height}")
+        if checkpoint["config"].get("seed") != self.config.seed:
+            problems.append(f"seed {checkpoint['config'].get('seed')} != {self.config.seed}")
+        if problems:
+            raise CheckpointError(f"cannot resume from {path}: it belongs to another run "
+                                  f"({'; '.join(problems)}); use another out_dir")
+
+    # ------------------------------------------------------------------ the run
+    def train(self) -> Dict[str, Any]:
+        """Train (resuming if the run directory has a checkpoint) -> final metrics."""
+        raise NotImplementedError
+
+    def run_meta(self) -> Dict[str, Any]:
+        """Report fields of the latest checkpoint (training frames, wall time, ...)."""
+        if self.last_checkpoint is None:
+            raise RuntimeError("run_meta() needs a saved checkpoint")
+        return run_meta_of(load_checkpoint(self.last_checkpoint), self.last_checkpoint)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _plain_number(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach())
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value

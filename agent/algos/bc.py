@@ -1,0 +1,208 @@
+"""Behaviour cloning: teacher forcing over whole expert episodes (VLN-CE's ``IL`` regime).
+
+Data: the ground-truth actions of the training split (``{split}_gt.json.gz``) are replayed in
+the environment (worker processes) and each episode is recorded once as policy inputs (frozen
+RGB features through the shared feature cache, depth, instruction tokens) in a trajectory
+store shared by every run on the same dataset, encoder and resolution
+(``<features.cache_dir>/expert_<split>_...``); an interrupted recording resumes.
+
+Updates: minibatches of ``bc.batch_size`` whole episodes (time-major, padded, masked), the
+recurrent policy unrolled from a zero state with the executed previous actions, and the
+cross-entropy to the expert's actions weighted by VLN-CE's inflection weights (``coef`` where
+the expert's action changes, and at t = 0): per episode the weighted mean over its steps,
+then the mean over episodes (VLN-CE ``DaggerTrainer._update_agent``). Adam, lr 2.5e-4.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from agent.algos.base_trainer import BaseTrainer
+from agent.algos.config import TrainConfig
+
+__all__ = ["BCTrainer", "imitation_loss"]
+
+
+def imitation_loss(logits: torch.Tensor, actions: torch.Tensor,
+                   weights: torch.Tensor) -> torch.Tensor:
+    """Inflection-weighted cross-entropy, VLN-CE's reduction.
+
+    logits (T, B, A), actions (T, B) int64, weights (T, B) float (0 on padding) -> scalar:
+    mean over episodes b of  sum_t w[t,b] * CE[t,b] / sum_t w[t,b]."""
+    if logits.shape[:2] != actions.shape or actions.shape != weights.shape:
+        raise ValueError(f"logits {tuple(logits.shape)}, actions {tuple(actions.shape)} and "
+                         f"weights {tuple(weights.shape)} must share (T, B)")
+    per_step = F.cross_entropy(logits.permute(0, 2, 1), actions, reduction="none")  # (T, B)
+    per_episode = (weights * per_step).sum(0) / weights.sum(0).clamp(min=1e-8)  # (B,)
+    return per_episode.mean()
+
+
+class BCTrainer(BaseTrainer):
+    """Teacher forcing on recorded expert episodes; see the module docstring.
+
+    ``fit`` (the supervised loop, resumable at any minibatch) is what DAgger reuses."""
+
+    trainer_name = "bc"
+
+    def __init__(self, *, config: TrainConfig, policy: torch.nn.Module, vocab: Any,
+                 episodes: Sequence[Dict[str, Any]], gt: Mapping[str, Mapping[str, Any]]):
+        trainable = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=config.bc.lr)
+        super().__init__(config=config, policy=policy, vocab=vocab, optimizer=optimizer)
+        limit = config.bc.max_episodes
+        self.episodes = list(episodes if limit is None else episodes[:limit])
+        if not self.episodes:
+            raise ValueError(f"split {config.bc.split!r} of {config.data_dir} has no episodes")
+        self.gt = gt
+        self._featurizer = None
+        #: position of the supervised loop (saved in checkpoints)
+        self.epoch = 0
+        self.batch_index = 0
+        self.last_metrics: Dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "BCTrainer":
+        from agent.datasets.episodes import load_gt, split_paths
+
+        episodes, vocab = cls.load_vocab(cfg)
+        gt_path = split_paths(cfg.data_dir, cfg.bc.split)[1]
+        if not os.path.exists(gt_path):
+            raise FileNotFoundError(f"ground truth {gt_path} not found: imitation needs the "
+                                    f"expert actions of split {cfg.bc.split!r}")
+        gt = load_gt(gt_path)
+        policy = cls.build_policy(cfg, vocab)
+        return cls(config=cfg, policy=policy, vocab=vocab, episodes=episodes, gt=gt)
+
+    # ------------------------------------------------------------------ state
+    def global_step(self) -> int:
+        """BC's frames are fixed once recorded; its scalars advance with samples trained on."""
+        return self.counters.samples
+
+    def trainer_state(self) -> Dict[str, Any]:
+        return {"epoch": self.epoch, "batch_index": self.batch_index}
+
+    def load_trainer_state(self, state: Mapping[str, Any]) -> None:
+        self.epoch = int(state.get("epoch", 0))
+        self.batch_index = int(state.get("batch_index", 0))
+
+    @property
+    def featurizer(self):
+        if self._featurizer is None:
+            self._featurizer = self.make_featurizer()
+        return self._featurizer
+
+    # ------------------------------------------------------------------ expert data
+    def expert_store_path(self) -> str:
+        from agent.algos.features import expert_store_path, render_identity, rgb_encoder_name
+
+        encoder = rgb_encoder_name(self.policy.rgb_encoder, self.config.model.rgb_encoder.weights)
+        return expert_store_path(self.feature_root(), self.config.bc.split, encoder,
+                                 render_identity(self.backend_cfg, self.config.data_dir),
+                                 raw_rgb=not self.policy.rgb_encoder.freeze)
+
+    def ensure_expert_data(self) -> List[str]:
+        """Record the training episodes not yet in the expert store -> their record keys."""
+        from agent.algos.features import record_expert_episodes
+        from agent.datasets.trajectory_store import TrajectoryStore
+
+        path = self.expert_store_path()
+        with TrajectoryStore(path) as store:
+            missing = [ep for ep in self.episodes if not store.contains(str(ep["episode_id"]))]
+            if missing:
+                bar = self.progress(len(self.episodes), "record expert",
+                                    initial=len(self.episodes) - len(missing), unit="ep")
+                with bar, self.make_envs(min(self.config.num_envs, len(missing))) as envs:
+                    stats = record_expert_episodes(envs, missing, self.gt, self.featurizer, store,
+                                                   seed=self.config.seed,
+                                                   on_episode=lambda _: bar.update(1))
+                self.log_scalars({"frames_per_s": stats.frames_per_second,
+                                  "episodes": stats.episodes}, prefix="collect/")
+            keys = [store.key_of(str(ep["episode_id"])) for ep in self.episodes]
+            lengths = dict(zip(store.keys(), store.lengths()))
+        self.counters.training_frames = int(sum(lengths[k] for k in keys))
+        return keys
+
+    # ------------------------------------------------------------------ updates
+    def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
+        """One Adam step on a collated batch (agent/datasets/torch_dataset.collate_episodes)."""
+        self.policy.train()
+        actions = batch["actions"].to(self.device)  # (T, B)
+        weights = batch["weights"].to(self.device)  # (T, B), 0 on padding
+        hidden = self.policy.initial_hidden(actions.shape[1])  # (B, layers, H)
+        logits, _, _ = self.policy.forward_sequence(
+            batch["observations"], hidden, batch["prev_actions"], batch["episode_start_masks"])
+        loss = imitation_loss(logits, actions, weights)
+        self.check_finite({"action_loss": loss})
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics = {"action_loss": float(loss.detach())}
+        if self.config.bc.max_grad_norm is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.bc.max_grad_norm)
+            metrics["grad_norm"] = float(norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            real = batch["mask"].to(self.device)  # (T, B) True on real steps
+            correct = (logits.argmax(-1) == actions) & real
+            metrics["accuracy"] = float(correct.sum()) / max(int(real.sum()), 1)
+        return metrics
+
+    def fit(self, store_path: str, record_keys: Sequence[str], epochs: int, phase: int) -> bool:
+        """Supervised epochs over ``record_keys`` of the store, continuing from
+        ``self.epoch`` / ``self.batch_index``; the episode order of epoch e is a permutation
+        seeded by (seed, phase, e), so a resumed run repeats the same batches.
+
+        Returns False if ``total_updates`` stopped it early, True when all epochs ran."""
+        from agent.algos.features import OBSERVATION_FIELDS
+        from agent.datasets.torch_dataset import TrajectoryDataset, collate_episodes
+
+        fields = [f for f in OBSERVATION_FIELDS if f in (self.featurizer.rgb_field, "depth")]
+        dataset = TrajectoryDataset(store_path, keys=list(record_keys), fields=fields,
+                                    inflection_coef=self.config.bc.inflection_coef)
+        size, batch_size = len(dataset), self.config.bc.batch_size
+        per_epoch = math.ceil(size / batch_size)
+        bar = self.progress(epochs * per_epoch, f"{self.trainer_name} updates",
+                            initial=min(self.epoch * per_epoch + self.batch_index, epochs * per_epoch))
+        try:
+            while self.epoch < epochs:
+                order = np.random.default_rng([self.config.seed, phase, self.epoch]).permutation(size)
+                while self.batch_index < per_epoch:
+                    if self.budget_reached():
+                        return False
+                    rows = order[self.batch_index * batch_size:(self.batch_index + 1) * batch_size]
+                    batch = collate_episodes([dataset[int(i)] for i in rows])
+                    metrics = self.update(batch)
+                    self.batch_index += 1
+                    self.last_metrics = self.record_update(
+                        dict(metrics, epoch=self.epoch), samples=int(batch["lengths"].sum()))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{metrics['action_loss']:.3f}",
+                                    acc=f"{metrics['accuracy']:.2f}")
+                    self.maybe_save()
+                self.epoch += 1
+                self.batch_index = 0
+        finally:
+            bar.close()
+            dataset.close()
+        return True
+
+    # ------------------------------------------------------------------ the run
+    def train(self) -> Dict[str, Any]:
+        self.resume()
+        keys = self.ensure_expert_data()
+        self.fit(self.expert_store_path(), keys, self.config.bc.epochs, phase=0)
+        self.save()
+        return self.final_metrics()
+
+    def final_metrics(self) -> Dict[str, Any]:
+        self.counters.wall_time_s = self.wall_time_s
+        out = {"trainer": self.trainer_name, "checkpoint": self.last_checkpoint,
+               **self.counters.as_dict()}
+        out.update({k: v for k, v in self.last_metrics.items()
+                    if k in ("action_loss", "accuracy")})
+        return out

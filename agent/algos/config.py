@@ -1,0 +1,197 @@
+"""The training config: :class:`TrainConfig`, the root of ``habitat_configs/experiments/*.yaml``.
+
+``langnav train --config X.yaml [a.b=value ...]`` builds it with :func:`load_train_config`;
+``--help-config`` prints every key with its type, default and help line. Sections:
+
+* top level — ``trainer`` (which trainer runs), ``data_dir``, ``out_dir``, ``seed``,
+  ``device``, ``num_envs``, budgets, checkpoint/log intervals;
+* ``backend`` — the simulator the trainers learn in (houses at a lower learning resolution,
+  or a backend YAML such as the habitat VLN-CE R2R config);
+* ``model`` — the networks (:class:`agent.config.ModelConfig`);
+* ``features`` — the frozen-RGB feature cache shared by every trainer;
+* ``bc`` — supervised updates (teacher forcing; DAgger uses them too);
+* ``dagger`` — the DAgger schedule;
+* ``rl`` — PPO / GAIL / AIRL (:class:`agent.algos.rl_config.RLConfig`, owned by those trainers);
+* ``eval`` — the evaluation after training (and checkpoint selection on ``val_seen``).
+
+This module imports neither torch nor anything heavy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, Literal, Optional, Sequence, Tuple
+
+from agent.algos.rl_config import RLConfig
+from agent.config import ConfigError, ModelConfig, config_field, config_section, load_config
+
+__all__ = ["BackendSection", "FeatureSection", "BCConfig", "DAggerConfig", "EvalSection",
+           "TrainConfig", "load_train_config", "backend_config_of", "resolved_out_dir"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendSection:
+    """The simulator trainers learn in."""
+
+    config: Optional[str] = config_field(
+        None, help="backend YAML (e.g. habitat_configs/habitat/vln_r2r.yaml); null = houses "
+                   "scenes of data_dir")
+    width: int = config_field(64, help="rendered frame width (a lower learning resolution; "
+                                       "a multiple of 32)")
+    height: int = config_field(64, help="rendered frame height (a multiple of 32)")
+    max_episode_steps: int = config_field(
+        500, help="episode step limit of training rollouts (VLN-CE: 500)")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSection:
+    """Frozen RGB-encoder features cached on disk (agent/models/feature_cache.py)."""
+
+    cache: bool = config_field(
+        True, help="cache frozen RGB features keyed by (encoder, render config, scene, pose)")
+    cache_dir: Optional[str] = config_field(
+        None, help="cache root; null = <data_dir>/feature_cache (shared by every run on it)")
+    encode_batch_size: int = config_field(64, help="frames per RGB-encoder batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class BCConfig:
+    """Supervised updates on recorded episodes (teacher forcing; DAgger's updates too)."""
+
+    epochs: int = config_field(10, help="BC: passes over the expert episodes")
+    batch_size: int = config_field(8, help="episodes (whole sequences) per minibatch")
+    lr: float = config_field(2.5e-4, help="Adam learning rate (VLN-CE: 2.5e-4)")
+    inflection_coef: float = config_field(
+        3.2, help="loss weight of steps where the expert's action changes (VLN-CE: 3.2; 1 = off)")
+    max_grad_norm: Optional[float] = config_field(
+        None, help="clip the gradient norm to this (null = no clipping, as VLN-CE)")
+    split: str = config_field("train", help="split whose expert episodes are recorded")
+    max_episodes: Optional[int] = config_field(
+        None, help="use only the first K episodes of the split (null = all)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DAggerConfig:
+    """DAgger (Ross et al. 2011) as VLN-CE runs it: β = p^iteration, aggregated data."""
+
+    iterations: int = config_field(10, help="data-collection + training rounds (VLN-CE: 10)")
+    episodes_per_iteration: int = config_field(
+        5000, help="episodes rolled out per iteration (VLN-CE: 5000); at β = 1 at most the "
+                   "split's episodes, each once")
+    p: float = config_field(
+        0.75, help="expert mixing base: the expert acts with probability β = p^iteration")
+    epochs: int = config_field(4, help="passes over the (aggregated) data per iteration")
+    aggregate: bool = config_field(
+        True, help="train on all iterations' data (DAgger); false = the last iteration only")
+    sample_policy_actions: bool = config_field(
+        True, help="the policy's actions are sampled (VLN-CE), not argmax")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSection:
+    """Evaluation after training (eval/evaluator.py)."""
+
+    splits: Tuple[str, ...] = config_field(
+        ("val_seen", "val_unseen"), help="splits evaluated with the final checkpoint")
+    max_episodes: Optional[int] = config_field(
+        None, help="evaluate the first K episodes of each split (null = all)")
+    num_envs: int = config_field(2, help="evaluation environment worker processes")
+    selection: Literal["last", "best_val_seen"] = config_field(
+        "last", help="checkpoint to evaluate: the last one, or the best SR on val_seen "
+                     "(never selected on val_unseen)")
+    selection_max_episodes: Optional[int] = config_field(
+        None, help="val_seen episodes per checkpoint when selecting (null = all)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run (``langnav train --config habitat_configs/experiments/<name>.yaml``)."""
+
+    trainer: Literal["bc", "dagger", "gail", "airl", "full"] = config_field(
+        "bc", help="which trainer runs: bc | dagger | gail | airl | full")
+    data_dir: str = config_field("data/default", help="dataset directory (VLN-CE R2R format)")
+    out_dir: Optional[str] = config_field(
+        None, help="run directory (checkpoints, tensorboard, eval); {seed}, {trainer}, {name} "
+                   "are filled in; null = runs/<name>_seed<seed>")
+    name: Optional[str] = config_field(
+        None, help="method name in reports; null = the trainer name")
+    seed: int = config_field(0, help="random seed for torch, numpy, python and episode order")
+    device: str = config_field("cpu", help="torch device")
+    torch_threads: int = config_field(0, help="torch intra-op threads (0 = torch's default)")
+    num_envs: int = config_field(2, help="environment worker processes for data collection")
+    total_updates: Optional[int] = config_field(
+        None, help="stop after this many gradient updates (null = the trainer's own schedule)")
+    checkpoint_interval: int = config_field(
+        200, help="write a resumable checkpoint every this many updates (and at the end)")
+    keep_checkpoints: int = config_field(
+        0, help="keep only the newest K periodic checkpoints (0 = keep all, for selection)")
+    log_interval: int = config_field(10, help="log scalars every this many updates")
+    progress: bool = config_field(True, help="show tqdm progress bars")
+    backend: BackendSection = config_section(BackendSection, help="simulator for training")
+    features: FeatureSection = config_section(FeatureSection, help="frozen-feature cache")
+    model: ModelConfig = config_section(ModelConfig, help="networks")
+    bc: BCConfig = config_section(BCConfig, help="supervised updates (BC and DAgger)")
+    dagger: DAggerConfig = config_section(DAggerConfig, help="DAgger schedule")
+    rl: RLConfig = config_section(RLConfig, help="PPO / GAIL / AIRL (their trainers' section)")
+    eval: EvalSection = config_section(EvalSection, help="evaluation after training")
+
+
+def load_train_config(yaml_path: Optional[str], overrides: Sequence[str] = ()) -> TrainConfig:
+    """:class:`TrainConfig` from an experiment YAML and dotted overrides; unknown keys and
+    bad values raise ``ConfigError`` naming the key."""
+    cfg = load_config(TrainConfig, yaml_path, overrides)
+    check_train_config(cfg)
+    return cfg
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Value checks the type system cannot express; each error names the key."""
+    positive = {"num_envs": cfg.num_envs, "checkpoint_interval": cfg.checkpoint_interval,
+                "log_interval": cfg.log_interval, "bc.epochs": cfg.bc.epochs,
+                "bc.batch_size": cfg.bc.batch_size, "dagger.iterations": cfg.dagger.iterations,
+                "dagger.episodes_per_iteration": cfg.dagger.episodes_per_iteration,
+                "dagger.epochs": cfg.dagger.epochs, "eval.num_envs": cfg.eval.num_envs,
+                "features.encode_batch_size": cfg.features.encode_batch_size,
+                "backend.max_episode_steps": cfg.backend.max_episode_steps}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+    for key, value in (("backend.width", cfg.backend.width), ("backend.height", cfg.backend.height)):
+        if value < 32 or value % 32:
+            raise ConfigError(f"config key '{key}' must be a positive multiple of 32 (the RGB "
+                              f"encoder's stride), got {value}")
+    if not 0.0 <= cfg.dagger.p <= 1.0:
+        raise ConfigError(f"config key 'dagger.p' must be in [0, 1], got {cfg.dagger.p}")
+    if cfg.bc.lr <= 0:
+        raise ConfigError(f"config key 'bc.lr' must be > 0, got {cfg.bc.lr}")
+
+
+def resolved_out_dir(cfg: TrainConfig) -> str:
+    """The run directory: ``out_dir`` with ``{seed}``, ``{trainer}`` and ``{name}`` filled
+    in, or ``runs/<name or trainer>_seed<seed>``."""
+    name = cfg.name or cfg.trainer
+    if cfg.out_dir is None:
+        return os.path.join("runs", f"{name}_seed{cfg.seed}")
+    try:
+        return cfg.out_dir.format(seed=cfg.seed, trainer=cfg.trainer, name=name)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"config key 'out_dir' = {cfg.out_dir!r}: only {{seed}}, {{trainer}} "
+                          f"and {{name}} can be filled in ({e})") from None
+
+
+def backend_config_of(cfg: TrainConfig) -> Dict[str, Any]:
+    """The backend dict (agent/envs/factory.py) trainers and evaluation use.
+
+    Houses (``backend.config`` null): the scenes of ``data_dir`` at ``backend.width`` x
+    ``backend.height``. A backend YAML keeps its own keys; ``width``/``height`` are set from
+    this section and ``max_steps`` from ``backend.max_episode_steps``."""
+    if cfg.backend.config is None:
+        backend: Dict[str, Any] = {"backend": "houses",
+                                   "scenes_dir": os.path.join(cfg.data_dir, "scenes")}
+    else:
+        from eval.evaluator import load_backend_config
+
+        backend = dict(load_backend_config(cfg.backend.config, cfg.data_dir))
+    backend["width"], backend["height"] = cfg.backend.width, cfg.backend.height
+    backend["max_steps"] = cfg.backend.max_episode_steps
+    return backend

@@ -1,0 +1,401 @@
+"""Environment observations -> policy inputs, and episodes recorded as policy inputs.
+
+Every trainer (BC, DAgger, PPO, GAIL/AIRL) and the learned-policy agent turn observations
+into the same inputs, so what a policy sees in training is bit-for-bit what it sees in
+evaluation:
+
+* ``rgb_features`` float16 (B, 1280, H/32, W/32) — the frozen MobileNetV2 backbone's
+  features, cast to float16 (the feature cache's dtype) whether they come from the cache or
+  were just computed; or ``rgb`` uint8 (B, H, W, 3) when the RGB encoder is trained;
+* ``depth`` float16 (B, H, W, 1) metres (stored as float16 in trajectory stores, so rounded
+  here too);
+* ``instruction_tokens`` int64 (B, 200).
+
+:class:`ObservationFeaturizer` does the conversion; with a frozen RGB encoder and a
+:class:`~agent.models.feature_cache.FeatureCache` it reads/writes features keyed by (encoder,
+render config, scene, pose, heading), so each expert frame is encoded once per path and
+trainers share the cache. Poses come from ``privileged_position`` / ``privileged_heading``,
+which rollout environments here are created with (``privileged=True``); those keys are never
+passed to a policy.
+
+:func:`collect_episodes` rolls episodes out in a :class:`~agent.envs.vector_env.VectorEnv`
+(expert, policy or a β-mixture of both — DAgger), labels every visited state with the
+expert's action and appends each finished episode to a
+:class:`~agent.datasets.trajectory_store.TrajectoryStore` under a unique key; keys already in
+the store are skipped, so a killed recording resumes. :func:`record_expert_episodes` is the
+ground-truth (teacher-forcing) recording every imitation/IRL trainer uses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from agent.datasets.trajectory_store import TrajectoryStore
+from agent.envs.base import HFOV_DEG, CAMERA_HEIGHT_M
+from agent.models.feature_cache import FeatureCache, encode_with_cache
+from agent.models.visual_encoders import RGBEncoder, encode_frames_batched
+
+FEATURE_DTYPE = np.float16
+DEPTH_DTYPE = np.float16
+#: per-step record fields that are policy observations (the rest are labels and poses)
+OBSERVATION_FIELDS = ("rgb_features", "rgb", "depth")
+
+__all__ = ["ObservationFeaturizer", "RolloutRequest", "CollectStats", "collect_episodes",
+           "record_expert_episodes", "render_identity", "rgb_encoder_name", "beta_for_iteration",
+           "expert_store_path", "OBSERVATION_FIELDS"]
+
+
+# --------------------------------------------------------------------------- identities
+def rgb_encoder_name(rgb_encoder: RGBEncoder, weights_path: Optional[str]) -> str:
+    """Cache name of the frozen RGB backbone; other weights files get their own name."""
+    if weights_path is None:
+        return rgb_encoder.cache_name
+    digest = hashlib.sha1(os.path.abspath(weights_path).encode()).hexdigest()[:8]
+    return f"{rgb_encoder.cache_name}_{digest}"
+
+
+def render_identity(backend_cfg: Mapping[str, Any], data_dir: str) -> Dict[str, Any]:
+    """What makes pixels differ between two runs: resolution, camera, backend and dataset.
+
+    Scene ids repeat across datasets (``h0000`` in tiny and default), so the dataset's
+    build record (its ``build.json`` hash) or, failing that, its path is part of it."""
+    build = os.path.join(data_dir, "build.json")
+    if os.path.exists(build):
+        with open(build, "rb") as f:
+            dataset = "build:" + hashlib.sha1(f.read()).hexdigest()[:12]
+    else:
+        dataset = "dir:" + os.path.abspath(data_dir)
+    return {"width": int(backend_cfg["width"]), "height": int(backend_cfg["height"]),
+            "hfov": float(backend_cfg.get("hfov_deg", HFOV_DEG)),
+            "camera_height": float(backend_cfg.get("camera_height", CAMERA_HEIGHT_M)),
+            "backend": str(backend_cfg.get("backend", "houses")), "dataset": dataset}
+
+
+def expert_store_path(root: str, split: str, encoder_name: str,
+                      render: Mapping[str, Any], raw_rgb: bool) -> str:
+    """Directory of the shared expert recording of ``split`` for one encoder/render config."""
+    text = json.dumps({"encoder": encoder_name, "render": dict(render), "raw_rgb": raw_rgb},
+                      sort_keys=True)
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    kind = "rgb" if raw_rgb else encoder_name
+    return os.path.join(root, f"expert_{split}_{kind}_{render['width']}x{render['height']}_{digest}")
+
+
+def beta_for_iteration(p: float, iteration: int) -> float:
+    """DAgger's expert probability β = p^iteration; p = 0 gives β = 0 even at iteration 0
+    (VLN-CE: Python's 0.0 ** 0 == 1.0 is not wanted)."""
+    if iteration < 0:
+        raise ValueError(f"iteration must be >= 0, got {iteration}")
+    return 0.0 if p == 0.0 else float(p) ** iteration
+
+
+# --------------------------------------------------------------------------- featurizer
+class ObservationFeaturizer:
+    """Per-environment observation dicts -> policy input arrays (see the module docstring).
+
+    ``width``/``height``: the resolution the policy learns at; observations of another size
+    are refused with a message naming both. ``cache`` is used only with a frozen encoder
+    and when poses are given."""
+
+    def __init__(self, rgb_encoder: RGBEncoder, *, width: int, height: int,
+                 cache: Optional[FeatureCache] = None, encode_batch_size: int = 64):
+        self.rgb_encoder = rgb_encoder
+        self.width, self.height = int(width), int(height)
+        self.use_rgb_features = bool(rgb_encoder.freeze)
+        if cache is not None and not self.use_rgb_features:
+            raise ValueError("a feature cache needs a frozen RGB encoder (model.rgb_encoder.freeze)")
+        self.cache = cache
+        self.encode_batch_size = int(encode_batch_size)
+        self.frames_encoded = 0  # backbone forward passes (cache misses included)
+
+    @property
+    def rgb_field(self) -> str:
+        """``rgb_features`` (frozen encoder) or ``rgb`` (trained encoder)."""
+        return "rgb_features" if self.use_rgb_features else "rgb"
+
+    def check_frame(self, obs: Mapping[str, Any], where: str = "observation") -> None:
+        """Refuse frames of another resolution than the policy's (one clear message)."""
+        for key in ("rgb", "depth"):
+            if key not in obs:
+                raise KeyError(f"{where} has no '{key}' (keys: "
+                               f"{sorted(k for k in obs if not k.startswith('privileged_'))})")
+            shape = np.shape(obs[key])[:2]
+            if shape != (self.height, self.width):
+                raise ValueError(
+                    f"{where}: '{key}' is {shape[1]}x{shape[0]} but the policy was trained at "
+                    f"{self.width}x{self.height}; render at that resolution (backend width/height, "
+                    f"PolicyAgent.backend_overrides)")
+
+    def _encode(self, frames: np.ndarray) -> np.ndarray:
+        self.frames_encoded += len(frames)
+        features = encode_frames_batched(self.rgb_encoder, frames, self.encode_batch_size)
+        return features.numpy().astype(FEATURE_DTYPE)
+
+    def pose_keys(self, scene_ids: Sequence[str], positions: Sequence[Sequence[float]],
+                  headings: Sequence[float]) -> Optional[List[bytes]]:
+        """Cache keys of N poses, or None without a cache."""
+        if self.cache is None:
+            return None
+        return [self.cache.key(s, p, h) for s, p, h in zip(scene_ids, positions, headings)]
+
+    def encode_rgb(self, frames: np.ndarray, keys: Optional[Sequence[bytes]] = None) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> float16 (N, 1280, H/32, W/32); only cache misses are encoded."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        if self.cache is not None and keys is not None:
+            out = encode_with_cache(self.cache, list(keys), frames,
+                                    lambda f: self._encode(np.asarray(f)),
+                                    self.encode_batch_size)
+            return out.astype(FEATURE_DTYPE, copy=False)
+        return self._encode(frames)
+
+    def rgb_inputs(self, frames: np.ndarray, keys: Optional[Sequence[bytes]] = None) -> np.ndarray:
+        """The policy's RGB input for uint8 frames (N, H, W, 3): features or the frames."""
+        return self.encode_rgb(frames, keys) if self.use_rgb_features else np.asarray(frames)
+
+    def policy_inputs(self, observations: Sequence[Mapping[str, Any]],
+                      keys: Optional[Sequence[bytes]] = None) -> Dict[str, torch.Tensor]:
+        """B observation dicts -> {rgb_features | rgb, depth, instruction_tokens} tensors."""
+        if not observations:
+            raise ValueError("policy_inputs needs at least one observation")
+        for i, obs in enumerate(observations):
+            self.check_frame(obs, f"observation {i}")
+        frames = np.stack([np.asarray(o["rgb"], dtype=np.uint8) for o in observations])
+        depth = np.stack([np.asarray(o["depth"]) for o in observations]).astype(DEPTH_DTYPE)
+        tokens = np.stack([np.asarray(o["instruction"]["tokens"], dtype=np.int64)
+                           for o in observations])
+        return {self.rgb_field: torch.from_numpy(self.rgb_inputs(frames, keys)),
+                "depth": torch.from_numpy(depth), "instruction_tokens": torch.from_numpy(tokens)}
+
+
+# --------------------------------------------------------------------------- rollouts
+class RolloutRequest(NamedTuple):
+    """One episode to roll out and store under ``unique_key``.
+
+    ``expert_actions``: replay these (ground truth, teacher forcing) instead of asking the
+    env's expert each step; ``seed`` seeds the per-episode generator of the β coin and the
+    policy's action samples, so a rollout does not depend on which worker ran it."""
+
+    episode: Dict[str, Any]
+    unique_key: str
+    seed: Tuple[int, ...]
+    expert_actions: Optional[Sequence[int]] = None
+
+
+@dataclasses.dataclass
+class CollectStats:
+    """What one :func:`collect_episodes` call did."""
+
+    episodes: int = 0
+    frames: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    expert_steps: int = 0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+class _Slot:
+    """The episode running in one environment slot and what it has recorded so far."""
+
+    def __init__(self, request: RolloutRequest, obs: Dict[str, Any]):
+        self.request = request
+        self.rng = np.random.default_rng(list(request.seed))
+        self.obs = obs
+        self.instruction_tokens = np.asarray(obs["instruction"]["tokens"], dtype=np.int64)
+        self.frames: List[np.ndarray] = []
+        self.rgb_inputs: List[np.ndarray] = []
+        self.depth: List[np.ndarray] = []
+        self.labels: List[int] = []
+        self.executed: List[int] = []
+        self.positions: List[np.ndarray] = []
+        self.headings: List[float] = []
+        self.expert_steps = 0
+
+    @property
+    def t(self) -> int:
+        return len(self.labels)
+
+
+def _pose(obs: Mapping[str, Any], where: str) -> Tuple[np.ndarray, float]:
+    if "privileged_position" not in obs:
+        raise KeyError(f"{where}: rollout environments must be created with privileged=True "
+                       f"(poses key the feature cache and the stored trajectory)")
+    return (np.asarray(obs["privileged_position"], dtype=np.float32),
+            float(np.asarray(obs["privileged_heading"]).reshape(-1)[0]))
+
+
+def _finish_record(slot: _Slot, featurizer: ObservationFeaturizer, source: str,
+                   metadata: Mapping[str, Any]) -> Dict[str, Any]:
+    """The trajectory-store record of a finished slot (encodes deferred RGB frames)."""
+    episode = slot.request.episode
+    if slot.rgb_inputs:
+        rgb = np.stack(slot.rgb_inputs)
+    else:  # expert-only rollouts encode the whole episode in one batch
+        keys = featurizer.pose_keys([str(episode["scene_id"])] * slot.t, slot.positions,
+                                    slot.headings)
+        rgb = featurizer.rgb_inputs(np.stack(slot.frames), keys)
+    record = {
+        "episode_id": str(episode["episode_id"]),
+        "actions": np.asarray(slot.labels, dtype=np.int64),
+        "prev_actions": np.concatenate([[0], slot.executed[:-1]]).astype(np.int64),
+        "instruction_tokens": slot.instruction_tokens,
+        featurizer.rgb_field: rgb,
+        "depth": np.stack(slot.depth).astype(DEPTH_DTYPE),
+        "positions": np.stack(slot.positions).astype(np.float32),
+        "headings": np.asarray(slot.headings, dtype=np.float32),
+        "trajectory_id": episode.get("trajectory_id"), "scene_id": str(episode["scene_id"]),
+        "source": source, "expert_steps": slot.expert_steps,
+    }
+    record.update(metadata)
+    return record
+
+
+def collect_episodes(envs, requests: Sequence[RolloutRequest], featurizer: ObservationFeaturizer,
+                     store: TrajectoryStore, *, source: str, beta: float = 1.0,
+                     policy: Optional[torch.nn.Module] = None, sample_policy_actions: bool = True,
+                     metadata: Optional[Mapping[str, Any]] = None,
+                     on_episode: Optional[Callable[[Dict[str, Any]], None]] = None) -> CollectStats:
+    """Roll ``requests`` out in ``envs`` and append each finished episode to ``store``.
+
+    Per step the executed action is the expert's with probability ``beta`` (per-episode
+    generator), else the policy's (sampled, or argmax if not ``sample_policy_actions``);
+    every step is labelled with the expert's action. ``beta < 1`` needs ``policy``.
+    Requests whose unique key is already stored are skipped (resume). ``envs`` must be made
+    with ``privileged=True``. Records: ``actions`` (labels), ``prev_actions`` (executed,
+    shifted by one: entry t is the action executed before step t), ``instruction_tokens``, the RGB field, ``depth``,
+    ``positions`` (T, 3), ``headings`` (T,), plus metadata ``source`` and ``metadata``."""
+    if beta < 1.0 and policy is None:
+        raise ValueError(f"beta={beta} < 1 needs a policy to act")
+    stats = CollectStats()
+    start_time = time.perf_counter()
+    todo = [r for r in requests if not store.contains(r.unique_key)]
+    stats.skipped = len(requests) - len(todo)
+    queue = list(todo)
+    slots: List[Optional[_Slot]] = [None] * envs.num_envs
+    state = policy.initial_state(envs.num_envs) if policy is not None else None
+
+    def start(i: int) -> None:
+        slots[i] = None
+        if queue:
+            request = queue.pop(0)
+            slots[i] = _Slot(request, envs.reset_at(i, request.episode))
+
+    for i in range(envs.num_envs):
+        start(i)
+    while any(s is not None for s in slots):
+        active = [i for i, s in enumerate(slots) if s is not None]
+        actions = _choose_actions(envs, [slots[i] for i in active], active, featurizer, beta,
+                                  policy, state, sample_policy_actions)
+        results = envs.step(actions, indices=active)
+        for i, action, (obs, done, _info) in zip(active, actions, results):
+            slot = slots[i]
+            slot.executed.append(int(action))
+            slot.obs = obs
+            if done:
+                record = _finish_record(slot, featurizer, source, metadata or {})
+                store.append(record, unique_key=slot.request.unique_key, if_exists="skip")
+                stats.episodes += 1
+                stats.frames += slot.t
+                stats.expert_steps += slot.expert_steps
+                if on_episode is not None:
+                    on_episode(record)
+                start(i)
+    stats.seconds = time.perf_counter() - start_time
+    return stats
+
+
+def _choose_actions(envs, active_slots: List[_Slot], active: List[int],
+                    featurizer: ObservationFeaturizer, beta: float,
+                    policy: Optional[torch.nn.Module], state: Any,
+                    sample_policy_actions: bool) -> List[int]:
+    """Record the current observation of each active slot and pick its executed action."""
+    poses = []
+    for i, slot in zip(active, active_slots):
+        featurizer.check_frame(slot.obs, f"env {i} episode {slot.request.episode['episode_id']}")
+        position, heading = _pose(slot.obs, f"env {i}")
+        poses.append((position, heading))
+        slot.positions.append(position)
+        slot.headings.append(heading)
+        slot.depth.append(np.asarray(slot.obs["depth"]).astype(DEPTH_DTYPE))
+    # labels: replayed ground truth, or the env's shortest-path expert (one call per env)
+    need_expert = [k for k, s in enumerate(active_slots) if s.request.expert_actions is None]
+    expert = [None] * len(active)
+    if need_expert:
+        answers = envs.call("expert_action", indices=[active[k] for k in need_expert])
+        for k, a in zip(need_expert, answers):
+            expert[k] = int(a)
+    for k, slot in enumerate(active_slots):
+        if slot.request.expert_actions is not None:
+            gt = slot.request.expert_actions
+            if slot.t >= len(gt):
+                raise ValueError(f"episode {slot.request.episode['episode_id']}: the ground-truth "
+                                 f"actions ({len(gt)}) ended without the episode ending")
+            expert[k] = int(gt[slot.t])
+    policy_actions = None
+    if beta < 1.0:
+        policy_actions = _policy_step(active_slots, active, poses, featurizer, policy, state,
+                                      sample_policy_actions)
+    else:
+        for slot in active_slots:
+            slot.frames.append(np.asarray(slot.obs["rgb"], dtype=np.uint8))
+    chosen = []
+    for k, slot in enumerate(active_slots):
+        take_expert = beta >= 1.0 or slot.rng.random() < beta
+        action = expert[k] if take_expert else policy_actions[k]
+        slot.expert_steps += int(take_expert)
+        slot.labels.append(expert[k])
+        chosen.append(int(action))
+    return chosen
+
+
+@torch.no_grad()
+def _policy_step(active_slots: List[_Slot], active: List[int], poses, featurizer,
+                 policy, state, sample: bool) -> List[int]:
+    """Run the policy one step on the active slots (their rows of ``state``, updated in
+    place) and return its actions; the RGB inputs are kept for the record."""
+    scene_ids = [str(s.request.episode["scene_id"]) for s in active_slots]
+    keys = featurizer.pose_keys(scene_ids, [p for p, _ in poses], [h for _, h in poses])
+    inputs = featurizer.policy_inputs([s.obs for s in active_slots], keys)
+    for slot, rgb in zip(active_slots, inputs[featurizer.rgb_field].numpy()):
+        slot.rgb_inputs.append(rgb)
+    rows = torch.as_tensor(active, dtype=torch.long)
+    masks = torch.tensor([0.0 if s.t == 0 else 1.0 for s in active_slots])
+    prev = torch.tensor([s.executed[-1] if s.executed else 0 for s in active_slots])
+    logits, _, rnn = policy(inputs, state.rnn[rows], prev, masks)
+    state.rnn[rows] = rnn
+    probs = torch.softmax(logits.double(), dim=-1).numpy()
+    actions = []
+    for slot, p in zip(active_slots, probs):
+        if sample:
+            actions.append(int(slot.rng.choice(len(p), p=p / p.sum())))
+        else:
+            actions.append(int(np.argmax(p)))
+    return actions
+
+
+def record_expert_episodes(envs, episodes: Sequence[Dict[str, Any]],
+                           gt: Mapping[str, Mapping[str, Any]], featurizer: ObservationFeaturizer,
+                           store: TrajectoryStore, *, seed: int = 0,
+                           on_episode: Optional[Callable[[Dict[str, Any]], None]] = None
+                           ) -> CollectStats:
+    """Teacher-forcing data: replay each episode's ground-truth actions (``{split}_gt``)
+    and store it under its episode id; episodes already stored are skipped (resume)."""
+    requests = []
+    for n, episode in enumerate(episodes):
+        key = str(episode["episode_id"])
+        if key not in gt:
+            raise KeyError(f"episode {key!r} has no ground-truth actions in the split's _gt file")
+        requests.append(RolloutRequest(episode, key, (seed, n), list(gt[key]["actions"])))
+    return collect_episodes(envs, requests, featurizer, store, source="expert", beta=1.0,
+                            on_episode=on_episode)

@@ -1,0 +1,249 @@
+"""``langnav train``: config -> trainer -> checkpoint -> evaluation.
+
+``TRAINERS`` maps ``trainer:`` names to ``module:Class``; each class has
+``from_config(cfg) -> trainer`` and ``train() -> dict`` (final metrics) and resumes from
+its run directory by itself. After training the checkpoint to report is chosen — the last
+one, or the best success rate on **val_seen** (never val_unseen) — and evaluated with
+``eval.evaluator.evaluate_split`` on ``eval.splits``, writing
+``out_dir/eval/stats_{split}.json`` whose run meta carries ``training_frames`` and
+``wall_time_s``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from agent.algos.config import TrainConfig, backend_config_of, load_train_config, resolved_out_dir
+
+log = logging.getLogger("langnav.train")
+
+TRAINERS: Dict[str, str] = {
+    "bc": "agent.algos.bc:BCTrainer",
+    "dagger": "agent.algos.dagger:DAggerTrainer",
+    "gail": "agent.algos.gail:GAILTrainer",
+    "airl": "agent.algos.airl:AIRLTrainer",
+    "full": "agent.algos.full:FullMethodTrainer",
+}
+
+__all__ = ["TRAINERS", "trainer_class", "build_trainer", "run_training", "select_checkpoint",
+           "evaluate_checkpoint", "evaluation_backend", "cli_train", "bench_train"]
+
+
+def trainer_class(name: str) -> type:
+    """The trainer class registered as ``name`` (imports its module)."""
+    if name not in TRAINERS:
+        raise ValueError(f"unknown trainer {name!r}; choose one of {sorted(TRAINERS)}")
+    module_name, class_name = TRAINERS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            raise ModuleNotFoundError(f"trainer {name!r} lives in {module_name}, which is not "
+                                      f"available in this installation") from None
+        raise
+    return getattr(module, class_name)
+
+
+def build_trainer(cfg: TrainConfig):
+    return trainer_class(cfg.trainer).from_config(cfg)
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluation_backend(cfg: TrainConfig, agent: Any) -> Dict[str, Any]:
+    """The backend to evaluate in: the training backend at the agent's resolution with the
+    task's own step limit (a training cap does not apply to evaluation)."""
+    backend = dict(backend_config_of(cfg))
+    backend.pop("max_steps", None)
+    backend.update(getattr(agent, "backend_overrides", {}) or {})
+    return backend
+
+
+def evaluate_checkpoint(path: str, cfg: TrainConfig, split: str, out_dir: str, *,
+                        max_episodes: Optional[int] = None,
+                        extra_meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Evaluate checkpoint ``path`` on ``split`` into ``out_dir`` -> the stats dict."""
+    from agent.algos.checkpoint import load_policy_agent
+    from eval.evaluator import evaluate_split
+
+    agent = load_policy_agent(path, num_slots=cfg.eval.num_envs, device=cfg.device)
+    meta = dict(agent.run_meta, **(extra_meta or {}))
+    return evaluate_split(agent, agent.name, cfg.data_dir, split, out_dir,
+                          backend_cfg=evaluation_backend(cfg, agent), num_envs=cfg.eval.num_envs,
+                          max_episodes=max_episodes, seed=cfg.seed, run_meta=meta)
+
+
+def select_checkpoint(cfg: TrainConfig) -> Dict[str, Any]:
+    """``{"checkpoint": path, "selection": ..., "candidates": [...]}``: the last checkpoint,
+    or the one with the best val_seen SR (then SPL, then the later one)."""
+    from agent.algos.checkpoint import list_checkpoints
+
+    out_dir = resolved_out_dir(cfg)
+    paths = list_checkpoints(out_dir)
+    if not paths:
+        raise FileNotFoundError(f"no checkpoints in {out_dir}/checkpoints to evaluate")
+    if cfg.eval.selection == "last":
+        return {"checkpoint": paths[-1], "selection": "last", "candidates": []}
+    candidates = []
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        stats = evaluate_checkpoint(path, cfg, "val_seen",
+                                    os.path.join(out_dir, "eval", "select", stem),
+                                    max_episodes=cfg.eval.selection_max_episodes)
+        agg = stats["aggregate"]
+        candidates.append({"checkpoint": path, "sr": agg.get("sr"), "spl": agg.get("spl")})
+    best = max(range(len(candidates)),
+               key=lambda i: (candidates[i]["sr"] or 0.0, candidates[i]["spl"] or 0.0, i))
+    return {"checkpoint": candidates[best]["checkpoint"], "selection": "best_val_seen",
+            "candidates": candidates}
+
+
+def evaluate_run(cfg: TrainConfig) -> Dict[str, Any]:
+    """Select the checkpoint and evaluate it on ``eval.splits``; stats land in
+    ``out_dir/eval/stats_{split}.json`` (per-checkpoint working files in a subdirectory,
+    so a re-run after more training never reuses another checkpoint's episodes)."""
+    out_dir = resolved_out_dir(cfg)
+    eval_dir = os.path.join(out_dir, "eval")
+    selection = select_checkpoint(cfg)
+    path = selection["checkpoint"]
+    work_dir = os.path.join(eval_dir, "runs", os.path.splitext(os.path.basename(path))[0])
+    results = {}
+    for split in cfg.eval.splits:
+        stats = evaluate_checkpoint(path, cfg, split, work_dir, max_episodes=cfg.eval.max_episodes,
+                                    extra_meta={"selection": selection["selection"]})
+        for name in (f"stats_{split}.json", f"predictions_{split}.json"):
+            _copy_atomic(os.path.join(work_dir, name), os.path.join(eval_dir, name))
+        results[split] = stats["aggregate"]
+    _write_json_atomic(os.path.join(eval_dir, "selection.json"), selection)
+    return {"checkpoint": path, "selection": selection["selection"], "aggregates": results}
+
+
+def _copy_atomic(src: str, dst: str) -> None:
+    tmp = f"{dst}.tmp{os.getpid()}"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- entry points
+def run_training(cfg: TrainConfig, *, evaluate: bool = True) -> Dict[str, Any]:
+    """Train (resuming in ``out_dir``), then evaluate -> ``{"train": ..., "eval": ...}``."""
+    trainer = build_trainer(cfg)
+    try:
+        metrics = trainer.train()
+    finally:
+        trainer.close()
+    result: Dict[str, Any] = {"train": metrics}
+    if evaluate and cfg.eval.splits:
+        result["eval"] = evaluate_run(cfg)
+    _write_json_atomic(os.path.join(resolved_out_dir(cfg), "result.json"), result)
+    return result
+
+
+def cli_train(args) -> int:
+    """``langnav train --config X.yaml [--help-config] [a.b=value ...]``."""
+    from agent.config import format_help
+
+    if getattr(args, "help_config", False):
+        print("Training config keys (set them in the YAML or as dotted overrides a.b=value):")
+        print(format_help(TrainConfig))
+        return 0
+    cfg = load_train_config(args.config, list(args.overrides or ()))
+    result = run_training(cfg)
+    train = result["train"]
+    print(f"{cfg.trainer}: {train['updates']} updates, {train['training_frames']} frames, "
+          f"{train['wall_time_s']:.0f} s; checkpoint {train['checkpoint']}")
+    for split, agg in (result.get("eval", {}).get("aggregates") or {}).items():
+        print(f"  {split:<11} SR {agg.get('sr', float('nan')):.3f}  "
+              f"SPL {agg.get('spl', float('nan')):.3f}  nDTW {agg.get('ndtw', float('nan')):.3f}")
+    print(f"wrote {resolved_out_dir(cfg)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- benchmark
+def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] = None,
+                num_envs: int = 2, resolution: int = 64, batch_size: int = 4,
+                policy_type: str = "cma") -> Dict[str, float]:
+    """Throughput of the imitation trainers on this machine (prints and returns figures).
+
+    * ``bc_record_frames_per_s`` — expert recording: env frames/s with RGB encoding
+      (cold feature cache) in ``num_envs`` workers;
+    * ``bc_update_samples_per_s`` — BC updates: time steps trained on per second;
+    * ``dagger_collect_frames_per_s`` — DAgger collection at β = 0.5 (policy forward every
+      step, warm feature cache on the expert's poses);
+    * ``dagger_update_samples_per_s``.
+
+    Each phase runs about ``seconds`` (at least one round)."""
+    import tempfile
+
+    from agent.algos.bc import BCTrainer
+    from agent.algos.features import RolloutRequest, collect_episodes
+    from agent.datasets.trajectory_store import TrajectoryStore
+
+    work = out_dir or tempfile.mkdtemp(prefix="langnav_bench_train_")
+    overrides = [f"data_dir={data_dir}", f"out_dir={work}/run", f"num_envs={num_envs}",
+                 f"backend.width={resolution}", f"backend.height={resolution}",
+                 f"features.cache_dir={work}/features", f"bc.batch_size={batch_size}",
+                 f"model.policy.type={policy_type}", "progress=false", "checkpoint_interval=1000000"]
+    trainer = BCTrainer.from_config(load_train_config(None, overrides))
+    figures: Dict[str, float] = {}
+    rounds, frames, start = 0, 0, time.perf_counter()
+    with TrajectoryStore(trainer.expert_store_path()) as store, trainer.make_envs() as envs:
+        from agent.algos.features import record_expert_episodes
+
+        while time.perf_counter() - start < seconds or rounds == 0:
+            chunk = trainer.episodes[rounds * num_envs:(rounds + 1) * num_envs]
+            if not chunk:
+                break
+            frames += record_expert_episodes(envs, chunk, trainer.gt, trainer.featurizer,
+                                             store, seed=0).frames
+            rounds += 1
+        figures["bc_record_frames_per_s"] = frames / (time.perf_counter() - start)
+        keys = store.keys()
+        figures["bc_update_samples_per_s"] = _bench_updates(trainer, store.path, keys, seconds)
+        episodes = trainer.episodes[:len(keys)]
+        requests = [RolloutRequest(ep, f"bench/{n}", (0, n)) for n, ep in enumerate(episodes)]
+        dagger_store = TrajectoryStore(os.path.join(work, "dagger"))
+        trainer.policy.eval()
+        stats = collect_episodes(envs, requests[:max(num_envs, len(requests) // 2)],
+                                 trainer.featurizer, dagger_store, source="bench", beta=0.5,
+                                 policy=trainer.policy)
+        figures["dagger_collect_frames_per_s"] = stats.frames_per_second
+        figures["dagger_update_samples_per_s"] = _bench_updates(
+            trainer, dagger_store.path, dagger_store.keys(), seconds)
+        dagger_store.close()
+    trainer.close()
+    for name, value in figures.items():
+        print(f"{name:<30} {value:10.1f}")
+    print(f"({resolution}x{resolution}, {num_envs} env workers, batch {batch_size} episodes, "
+          f"{policy_type} policy, torch threads {__import__('torch').get_num_threads()})")
+    return figures
+
+
+def _bench_updates(trainer, store_path: str, keys: Sequence[str], seconds: float) -> float:
+    """Samples/s of BC updates over ``keys`` for about ``seconds``."""
+    from agent.datasets.torch_dataset import TrajectoryDataset, collate_episodes
+
+    dataset = TrajectoryDataset(store_path, keys=list(keys),
+                                fields=[trainer.featurizer.rgb_field, "depth"],
+                                inflection_coef=trainer.config.bc.inflection_coef)
+    batch_size = trainer.config.bc.batch_size
+    samples, updates, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or updates == 0:
+        rows = [(updates * batch_size + i) % len(dataset) for i in range(batch_size)]
+        batch = collate_episodes([dataset[r] for r in rows])
+        trainer.update(batch)
+        samples += int(batch["lengths"].sum())
+        updates += 1
+    dataset.close()
+    return samples / (time.perf_counter() - start)
