@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -284,6 +285,7 @@ def collect_episodes(envs, requests: Sequence[RolloutRequest], featurizer: Obser
     queue = list(todo)
     slots: List[Optional[_Slot]] = [None] * envs.num_envs
     state = policy.initial_state(envs.num_envs) if policy is not None else None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expert-labels")
 
     def start(i: int) -> None:
         slots[i] = None
@@ -291,26 +293,29 @@ def collect_episodes(envs, requests: Sequence[RolloutRequest], featurizer: Obser
             request = queue.pop(0)
             slots[i] = _Slot(request, envs.reset_at(i, request.episode))
 
-    for i in range(envs.num_envs):
-        start(i)
-    while any(s is not None for s in slots):
-        active = [i for i, s in enumerate(slots) if s is not None]
-        actions = _choose_actions(envs, [slots[i] for i in active], active, featurizer, beta,
-                                  policy, state, sample_policy_actions)
-        results = envs.step(actions, indices=active)
-        for i, action, (obs, done, _info) in zip(active, actions, results):
-            slot = slots[i]
-            slot.executed.append(int(action))
-            slot.obs = obs
-            if done:
-                record = _finish_record(slot, featurizer, source, metadata or {})
-                store.append(record, unique_key=slot.request.unique_key, if_exists="skip")
-                stats.episodes += 1
-                stats.frames += slot.t
-                stats.expert_steps += slot.expert_steps
-                if on_episode is not None:
-                    on_episode(record)
-                start(i)
+    try:
+        for i in range(envs.num_envs):
+            start(i)
+        while any(s is not None for s in slots):
+            active = [i for i, s in enumerate(slots) if s is not None]
+            actions = _choose_actions(envs, [slots[i] for i in active], active, featurizer, beta,
+                                      policy, state, sample_policy_actions, pool)
+            results = envs.step(actions, indices=active)
+            for i, action, (obs, done, _info) in zip(active, actions, results):
+                slot = slots[i]
+                slot.executed.append(int(action))
+                slot.obs = obs
+                if done:
+                    record = _finish_record(slot, featurizer, source, metadata or {})
+                    store.append(record, unique_key=slot.request.unique_key, if_exists="skip")
+                    stats.episodes += 1
+                    stats.frames += slot.t
+                    stats.expert_steps += slot.expert_steps
+                    if on_episode is not None:
+                        on_episode(record)
+                    start(i)
+    finally:
+        pool.shutdown(wait=True)
     stats.seconds = time.perf_counter() - start_time
     return stats
 
@@ -318,7 +323,7 @@ def collect_episodes(envs, requests: Sequence[RolloutRequest], featurizer: Obser
 def _choose_actions(envs, active_slots: List[_Slot], active: List[int],
                     featurizer: ObservationFeaturizer, beta: float,
                     policy: Optional[torch.nn.Module], state: Any,
-                    sample_policy_actions: bool) -> List[int]:
+                    sample_policy_actions: bool, pool: ThreadPoolExecutor) -> List[int]:
     """Record the current observation of each active slot and pick its executed action."""
     poses = []
     for i, slot in zip(active, active_slots):
@@ -328,34 +333,31 @@ def _choose_actions(envs, active_slots: List[_Slot], active: List[int],
         slot.positions.append(position)
         slot.headings.append(heading)
         slot.depth.append(np.asarray(slot.obs["depth"]).astype(DEPTH_DTYPE))
-    # labels: replayed ground truth, or the env's shortest-path expert (one call per env)
-    need_expert = [k for k, s in enumerate(active_slots) if s.request.expert_actions is None]
-    expert = [None] * len(active)
-    if need_expert:
-        answers = envs.call("expert_action", indices=[active[k] for k in need_expert])
-        for k, a in zip(need_expert, answers):
-            expert[k] = int(a)
-    for k, slot in enumerate(active_slots):
-        if slot.request.expert_actions is not None:
-            gt = slot.request.expert_actions
-            if slot.t >= len(gt):
-                raise ValueError(f"episode {slot.request.episode['episode_id']}: the ground-truth "
-                                 f"actions ({len(gt)}) ended without the episode ending")
-            expert[k] = int(gt[slot.t])
+    # labels: replayed ground truth, or the env's shortest-path expert; the workers answer
+    # while this process runs the policy (the pipes are used by that one thread meanwhile)
+    need_expert = [active[k] for k, s in enumerate(active_slots) if s.request.expert_actions is None]
+    answers = pool.submit(envs.call, "expert_action", None, need_expert) if need_expert else None
     policy_actions = None
-    if beta < 1.0:
-        policy_actions = _policy_step(active_slots, active, poses, featurizer, policy, state,
-                                      sample_policy_actions)
-    else:
-        for slot in active_slots:
-            slot.frames.append(np.asarray(slot.obs["rgb"], dtype=np.uint8))
+    try:
+        if beta < 1.0:
+            policy_actions = _policy_step(active_slots, active, poses, featurizer, policy, state,
+                                          sample_policy_actions)
+        else:
+            for slot in active_slots:
+                slot.frames.append(np.asarray(slot.obs["rgb"], dtype=np.uint8))
+    finally:
+        from_env = dict(zip(need_expert, answers.result())) if answers is not None else {}
     chosen = []
-    for k, slot in enumerate(active_slots):
+    for k, (i, slot) in enumerate(zip(active, active_slots)):
+        gt = slot.request.expert_actions
+        if gt is not None and slot.t >= len(gt):
+            raise ValueError(f"episode {slot.request.episode['episode_id']}: the ground-truth "
+                             f"actions ({len(gt)}) ended without the episode ending")
+        expert = int(gt[slot.t]) if gt is not None else int(from_env[i])
         take_expert = beta >= 1.0 or slot.rng.random() < beta
-        action = expert[k] if take_expert else policy_actions[k]
         slot.expert_steps += int(take_expert)
-        slot.labels.append(expert[k])
-        chosen.append(int(action))
+        slot.labels.append(expert)
+        chosen.append(expert if take_expert else policy_actions[k])
     return chosen
 
 

@@ -173,7 +173,7 @@ def cli_train(args) -> int:
 # --------------------------------------------------------------------------- benchmark
 def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] = None,
                 num_envs: int = 2, resolution: int = 64, batch_size: int = 4,
-                policy_type: str = "cma") -> Dict[str, float]:
+                policy_type: str = "cma", torch_threads: int = 1) -> Dict[str, float]:
     """Throughput of the imitation trainers on this machine (prints and returns figures).
 
     * ``bc_record_frames_per_s`` — expert recording: env frames/s with RGB encoding
@@ -194,7 +194,8 @@ def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] =
     overrides = [f"data_dir={data_dir}", f"out_dir={work}/run", f"num_envs={num_envs}",
                  f"backend.width={resolution}", f"backend.height={resolution}",
                  f"features.cache_dir={work}/features", f"bc.batch_size={batch_size}",
-                 f"model.policy.type={policy_type}", "progress=false", "checkpoint_interval=1000000"]
+                 f"model.policy.type={policy_type}", f"torch_threads={torch_threads}",
+                 "progress=false", "checkpoint_interval=1000000"]
     trainer = BCTrainer.from_config(load_train_config(None, overrides))
     figures: Dict[str, float] = {}
     rounds, frames, start = 0, 0, time.perf_counter()
