@@ -195,8 +195,10 @@ class PolicyAgent:
 
     def __init__(self, policy: torch.nn.Module, featurizer: Any, *, num_slots: int,
                  name: str, run_meta: Optional[Dict[str, Any]] = None,
-                 data_dir: Optional[str] = None):
+                 data_dir: Optional[str] = None, vocab_sha1: Optional[str] = None):
         self.policy = policy.eval()
+        #: hash of the vocabulary the policy's token ids refer to
+        self.vocab_sha1 = vocab_sha1 or policy.instruction_encoder.vocab_sha1
         self.featurizer = featurizer
         self.num_slots = int(num_slots)
         self.name = name
@@ -204,6 +206,13 @@ class PolicyAgent:
         self.data_dir = data_dir
         #: backend keys the evaluator must render with (the resolution the policy learnt at)
         self.backend_overrides = {"width": featurizer.width, "height": featurizer.height}
+
+    def check_vocab(self, vocab: Any, where: str = "the dataset") -> None:
+        """Refuse episodes whose token ids mean other words than the policy was trained on."""
+        if str(vocab.sha1) != self.vocab_sha1:
+            raise ValueError(f"{where} has vocabulary {vocab.sha1} ({len(vocab)} words) but "
+                             f"{self.name} was trained with vocabulary {self.vocab_sha1}: its "
+                             f"instruction token ids would mean other words")
 
     def act(self, observations: Sequence[Mapping[str, Any]], hidden: Any,
             not_done_masks: Sequence[float], deterministic: bool = True) -> Tuple[List[int], Any]:
@@ -239,4 +248,5 @@ def load_policy_agent(path: str, num_slots: int, device: str = "cpu") -> PolicyA
                                        encode_batch_size=cfg.features.encode_batch_size)
     meta = run_meta_of(checkpoint, path)
     return PolicyAgent(policy, featurizer, num_slots=num_slots, name=meta["method"],
-                       run_meta=meta, data_dir=checkpoint["data_dir"])
+                       run_meta=meta, data_dir=checkpoint["data_dir"],
+                       vocab_sha1=checkpoint["vocab"]["sha1"])

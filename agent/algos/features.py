@@ -273,9 +273,11 @@ def collect_episodes(envs, requests: Sequence[RolloutRequest], featurizer: Obser
     generator), else the policy's (sampled, or argmax if not ``sample_policy_actions``);
     every step is labelled with the expert's action. ``beta < 1`` needs ``policy``.
     Requests whose unique key is already stored are skipped (resume). ``envs`` must be made
-    with ``privileged=True``. Records: ``actions`` (labels), ``prev_actions`` (executed,
-    shifted by one: entry t is the action executed before step t), ``instruction_tokens``, the RGB field, ``depth``,
-    ``positions`` (T, 3), ``headings`` (T,), plus metadata ``source`` and ``metadata``."""
+    with ``privileged=True``. Records: ``actions`` (T,) the labels; ``prev_actions`` (T,)
+    the action executed before step t (entry 0 unused); ``instruction_tokens`` (200,); the
+    RGB field and ``depth`` (T, ...); ``positions`` (T, 3) and ``headings`` (T,) of the
+    observed states; metadata ``source``, ``expert_steps``, ``trajectory_id``, ``scene_id``
+    and ``metadata``."""
     if beta < 1.0 and policy is None:
         raise ValueError(f"beta={beta} < 1 needs a policy to act")
     stats = CollectStats()

@@ -70,7 +70,11 @@ def evaluate_checkpoint(path: str, cfg: TrainConfig, split: str, out_dir: str, *
     from agent.algos.checkpoint import load_policy_agent
     from eval.evaluator import evaluate_split
 
+    from agent.datasets.episodes import load_split, split_paths
+
     agent = load_policy_agent(path, num_slots=cfg.eval.num_envs, device=cfg.device)
+    split_path = split_paths(cfg.data_dir, split)[0]
+    agent.check_vocab(load_split(split_path)[1], split_path)
     meta = dict(agent.run_meta, **(extra_meta or {}))
     return evaluate_split(agent, agent.name, cfg.data_dir, split, out_dir,
                           backend_cfg=evaluation_backend(cfg, agent), num_envs=cfg.eval.num_envs,
@@ -173,7 +177,8 @@ def cli_train(args) -> int:
 # --------------------------------------------------------------------------- benchmark
 def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] = None,
                 num_envs: int = 2, resolution: int = 64, batch_size: int = 4,
-                policy_type: str = "cma", torch_threads: int = 1) -> Dict[str, float]:
+                policy_type: str = "cma", torch_threads: int = 1,
+                overrides: Sequence[str] = ()) -> Dict[str, float]:
     """Throughput of the imitation trainers on this machine (prints and returns figures).
 
     * ``bc_record_frames_per_s`` — expert recording: env frames/s with RGB encoding
@@ -183,7 +188,8 @@ def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] =
       step, warm feature cache on the expert's poses);
     * ``dagger_update_samples_per_s``.
 
-    Each phase runs about ``seconds`` (at least one round)."""
+    Each phase runs about ``seconds`` (at least one round). ``overrides`` are further
+    TrainConfig overrides (e.g. ``model.instruction_encoder.type=transformer``)."""
     import tempfile
 
     from agent.algos.bc import BCTrainer
@@ -195,7 +201,7 @@ def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] =
                  f"backend.width={resolution}", f"backend.height={resolution}",
                  f"features.cache_dir={work}/features", f"bc.batch_size={batch_size}",
                  f"model.policy.type={policy_type}", f"torch_threads={torch_threads}",
-                 "progress=false", "checkpoint_interval=1000000"]
+                 "progress=false", "checkpoint_interval=1000000", *overrides]
     trainer = BCTrainer.from_config(load_train_config(None, overrides))
     figures: Dict[str, float] = {}
     rounds, frames, start = 0, 0, time.perf_counter()
@@ -226,8 +232,11 @@ def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] =
     trainer.close()
     for name, value in figures.items():
         print(f"{name:<30} {value:10.1f}")
+    cfg = trainer.config
     print(f"({resolution}x{resolution}, {num_envs} env workers, batch {batch_size} episodes, "
-          f"{policy_type} policy, torch threads {__import__('torch').get_num_threads()})")
+          f"{policy_type} policy (hidden {cfg.model.policy.hidden_size}), "
+          f"{cfg.model.instruction_encoder.type} instructions, "
+          f"torch threads {__import__('torch').get_num_threads()})")
     return figures
 
 

@@ -115,6 +115,18 @@ def test_policy_agent_interface(saved, vocab_and_episodes):
     assert len(actions) == 2 and hidden.rnn.shape[0] == 2
 
 
+def test_policy_agent_refuses_a_dataset_with_another_vocabulary(saved, vocab_and_episodes):
+    from agent.datasets.vocab import Vocab
+
+    path, _, _ = saved
+    vocab, _ = vocab_and_episodes
+    agent = load_policy_agent(path, num_slots=1)
+    agent.check_vocab(vocab)  # the training dataset's vocabulary
+    other = Vocab(vocab.word_list[:-1])
+    with pytest.raises(ValueError, match="would mean other words"):
+        agent.check_vocab(other, "other/val_seen.json.gz")
+
+
 def test_policy_agent_refuses_another_resolution(saved, vocab_and_episodes):
     path, _, _ = saved
     _, episodes = vocab_and_episodes

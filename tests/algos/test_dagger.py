@@ -128,3 +128,33 @@ def test_non_aggregated_training_uses_the_last_iteration_only(dagger_run, tiny_d
             "dagger.aggregate=false"))
         last = other.training_keys(store, 1)
         assert last == [store.key_of(u) for u in store.unique_keys() if u.startswith("it001/")]
+
+
+def test_dagger_killed_in_training_resumes_to_the_same_losses_and_data(dagger_run, tiny_dataset,
+                                                                        tmp_path):
+    import os
+
+    from agent.algos.checkpoint import latest_checkpoint, load_checkpoint
+
+    cfg, straight, _ = dagger_run
+    expected = [h["action_loss"] for h in straight.history]
+    args = (tiny_dataset, tmp_path / "run", tmp_path / "features", "bc.max_episodes=4",
+            "dagger.iterations=2", "dagger.episodes_per_iteration=3", "dagger.p=0.5",
+            "dagger.epochs=2", "seed=1")
+    first = DAggerTrainer.from_config(dagger_config(*args, "total_updates=1"))
+    first.train()
+    first_losses = [h["action_loss"] for h in first.history]
+    # killed after update 1 before its checkpoint: the last one is from after collection 0
+    os.remove(latest_checkpoint(str(tmp_path / "run")))
+    kept = load_checkpoint(latest_checkpoint(str(tmp_path / "run")))
+    assert kept["trainer_state"]["phase"] == "train" and kept["counters"]["updates"] == 0
+    resumed = DAggerTrainer.from_config(dagger_config(*args))
+    resumed.train()
+    assert first_losses == expected[:1]
+    assert [h["action_loss"] for h in resumed.history] == expected
+    with TrajectoryStore(straight.store_path, readonly=True) as a, \
+            TrajectoryStore(resumed.store_path, readonly=True) as b:
+        assert sorted(a.unique_keys()) == sorted(b.unique_keys())
+        for u in a.unique_keys():  # iteration 1 rolled out with the same policy and coins
+            assert a.get_by_id(u, ["actions"])["actions"].tolist() == \
+                b.get_by_id(u, ["actions"])["actions"].tolist()
