@@ -187,5 +187,5 @@ def cli_bench(args: argparse.Namespace) -> int:
     else:
         from agent.algos.train import bench_train
 
-        bench_train(args)
+        bench_train(args.data or os.path.join("data", "tiny"), seconds=args.seconds)
     return 0

@@ -160,7 +160,9 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     from eval.schema import aggregate, predictions_from_stats, save_stats
 
     ep_path, gt_path = split_paths(data_dir, split)
-    episodes, _ = load_split(ep_path)
+    episodes, vocab = load_split(ep_path)
+    if hasattr(agent, "check_vocab"):  # token ids must mean the words the agent learned
+        agent.check_vocab(vocab, ep_path)
     gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
     if instructions == "shuffled":
         episodes = shuffle_instructions(episodes, seed)
