@@ -107,8 +107,8 @@ class EvalSection:
 class TrainConfig:
     """One training run (``langnav train --config habitat_configs/experiments/<name>.yaml``)."""
 
-    trainer: Literal["bc", "dagger", "gail", "airl", "full"] = config_field(
-        "bc", help="which trainer runs: bc | dagger | gail | airl | full")
+    trainer: Literal["bc", "dagger", "gail", "airl"] = config_field(
+        "bc", help="which trainer runs: bc | dagger | gail | airl")
     data_dir: str = config_field("data/default", help="dataset directory (VLN-CE R2R format)")
     out_dir: Optional[str] = config_field(
         None, help="run directory (checkpoints, tensorboard, eval); {seed}, {trainer}, {name} "

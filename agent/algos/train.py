@@ -27,7 +27,6 @@ TRAINERS: Dict[str, str] = {
     "dagger": "agent.algos.dagger:DAggerTrainer",
     "gail": "agent.algos.gail:GAILTrainer",
     "airl": "agent.algos.airl:AIRLTrainer",
-    "full": "agent.algos.full:FullMethodTrainer",
 }
 
 __all__ = ["TRAINERS", "trainer_class", "build_trainer", "run_training", "select_checkpoint",
