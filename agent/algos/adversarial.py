@@ -34,10 +34,12 @@ Hooks a variant overrides (``gail.py``, ``airl.py``):
 * :attr:`needs_policy_log_probs` — whether π(a|s,g) is recomputed over discriminator samples;
 * :attr:`uses_shaping` — whether the reward network has the potential head h(s, g).
 
-Schedule: ``adversarial.warmup_disc_rounds`` discriminator rounds on rollouts of the
-initial policy (warm-started from a BC checkpoint with ``rl.init_from``), then per
-iteration a rollout, a discriminator round every ``policy_updates_per_disc_round``
-iterations, and a PPO update. ``rl.reward_type: gt_distance`` skips the discriminator (PPO
+Schedule: ``adversarial.warmup_disc_rounds`` discriminator rounds (a rollout and
+``warmup_updates_per_round`` steps each) on the initial policy (warm-started from a BC
+checkpoint with ``rl.init_from``), then per iteration a rollout, a discriminator round
+every ``policy_updates_per_disc_round`` iterations, and a PPO update — the first
+``critic_warmup_updates`` of them fit the value head only (a BC policy has no critic, and
+advantages from a random critic would undo the warm start). ``rl.reward_type: gt_distance`` skips the discriminator (PPO
 on the environment's distance reward: the fixed-reward baseline); ``gt_reward_coef > 0`` adds
 that reward to the learned one for debugging, and the run's method name then carries
 "+gt-reward" (reports, logs, checkpoints).
@@ -47,7 +49,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import math
 import os
 import time
 from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -235,6 +236,30 @@ def discriminator_loss(logits_expert_is_high: torch.Tensor, absorbing_logits: to
     return loss, metrics
 
 
+def resolve_checkpoint_path(path: str) -> str:
+    """A checkpoint file as given, or for a run directory the checkpoint its evaluation
+    selected (``eval/selection.json``), else its latest; FileNotFoundError naming it."""
+    import json
+
+    from agent.algos.checkpoint import latest_checkpoint
+
+    if not os.path.isdir(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {path} does not exist (rl.init_from)")
+        return path
+    selection = os.path.join(path, "eval", "selection.json")
+    if os.path.exists(selection):
+        with open(selection) as f:
+            chosen = json.load(f).get("checkpoint")
+        if chosen and os.path.isfile(chosen):
+            return chosen
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"run directory {path} holds no checkpoint (rl.init_from); "
+                                f"train it first")
+    return latest
+
+
 # --------------------------------------------------------------------------- the trainer
 class AdversarialTrainer(BaseTrainer):
     """The adversarial IRL loop; see the module docstring. Built by :meth:`from_config`."""
@@ -251,7 +276,11 @@ class AdversarialTrainer(BaseTrainer):
         rl = config.rl
         # the method name (with "+gt-reward" when the debug reward is on) is stored in the
         # checkpoint's config, which reports and `langnav eval` read
-        config = dataclasses.replace(config, name=self.method_name_of(config))
+        # (out_dir stays where the original name put it: `langnav train` evaluates there)
+        from agent.algos.config import resolved_out_dir
+
+        config = dataclasses.replace(config, name=self.method_name_of(config),
+                                     out_dir=resolved_out_dir(config))
         self.ppo = PPO.from_config(policy, rl.ppo)
         super().__init__(config=config, policy=policy, vocab=vocab, optimizer=self.ppo.optimizer)
         self.reward_net = reward_net.to(self.device)
@@ -314,9 +343,12 @@ class AdversarialTrainer(BaseTrainer):
         return name
 
     def warm_start(self, path: str) -> None:
-        """Load the policy weights of another run's checkpoint (e.g. BC)."""
+        """Load the policy weights of another run's checkpoint (e.g. BC): a ``.pt`` file, or
+        a run directory (its checkpoint selected for evaluation, else its latest one);
+        ``{seed}`` is filled in."""
         from agent.algos.checkpoint import CheckpointError, load_checkpoint
 
+        path = resolve_checkpoint_path(path.format(seed=self.config.seed))
         checkpoint = load_checkpoint(path)
         if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
             raise CheckpointError(f"rl.init_from={path}: its vocabulary {checkpoint['vocab']['sha1']} "
@@ -459,12 +491,14 @@ class AdversarialTrainer(BaseTrainer):
         step_logits, absorbing_logits = self.discriminator_logits(outputs, batch, log_probs)
         return step_logits, absorbing_logits, outputs
 
-    def train_discriminator(self) -> Dict[str, float]:
-        """One round: ``updates_per_round`` Adam steps on fresh batches -> mean metrics."""
+    def train_discriminator(self, num_updates: Optional[int] = None) -> Dict[str, float]:
+        """One round: ``num_updates`` (default ``updates_per_round``) Adam steps on fresh
+        batches -> mean metrics."""
         cfg = self.config.rl.discriminator
+        num_updates = cfg.updates_per_round if num_updates is None else int(num_updates)
         self.reward_net.train()
         totals: Dict[str, float] = collections.defaultdict(float)
-        for _ in range(cfg.updates_per_round):
+        for _ in range(num_updates):
             batch, kinds = self.sample_discriminator_batch()
             step_logits, absorbing_logits, _ = self.discriminate(batch)
             loss, metrics = discriminator_loss(
@@ -478,7 +512,7 @@ class AdversarialTrainer(BaseTrainer):
                 self.reward_net.trainable_parameters(), cfg.max_grad_norm))
             self.disc_optimizer.step()
             for key, value in metrics.items():
-                totals[key] += value / cfg.updates_per_round
+                totals[key] += value / num_updates
         self.disc_rounds += 1
         return dict(totals)
 
@@ -529,7 +563,10 @@ class AdversarialTrainer(BaseTrainer):
             rewards = self.normalizer.normalize(rewards, buffer.episode_ends)
         buffer.rewards = rewards
         buffer.compute_returns_and_advantages(rl.ppo.gamma, rl.ppo.gae_lambda)
-        metrics.update(self.ppo.update(buffer, self.rollout_generator, self.check_finite))
+        value_only = self.counters.updates < rl.adversarial.critic_warmup_updates
+        metrics.update(self.ppo.update(buffer, self.rollout_generator, self.check_finite,
+                                       value_only=value_only))
+        metrics["critic_warmup"] = float(value_only)
         return metrics
 
     def collect(self) -> RolloutBuffer:
@@ -571,7 +608,8 @@ class AdversarialTrainer(BaseTrainer):
                            initial=self.disc_rounds) as bar:
             while self.disc_rounds < warmup:
                 self.collect()
-                metrics = self.train_discriminator()
+                metrics = self.train_discriminator(
+                    self.config.rl.adversarial.warmup_updates_per_round)
                 self.log_scalars(metrics, prefix="disc_warmup/")
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
@@ -613,3 +651,57 @@ class AdversarialTrainer(BaseTrainer):
         if self.expert is not None:
             self.expert.close()
             self.expert = None
+
+
+# --------------------------------------------------------------------------- benchmark
+def bench_adversarial(config_path: str, overrides: Sequence[str] = (), *, iterations: int = 8,
+                      variants: Sequence[str] = ("ppo_gt", "gail", "airl"),
+                      work_dir: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+    """Training throughput (environment frames/s) of PPO on the fixed distance reward,
+    GAIL and AIRL under one config; prints and returns the figures.
+
+    Each variant trains ``iterations`` PPO updates after a one-iteration warm-up (no
+    discriminator warm-up rounds), in its own run directory, sharing the feature cache and
+    the expert recording. Figures per variant: ``frames_per_s`` (frames / wall time of the
+    timed iterations: collection + discriminator + PPO), ``collect_s``, ``discriminator_s``
+    and ``policy_s`` per iteration (means), ``relative_to_ppo`` and ``discriminator_share``
+    (the share of the time the discriminator and the reward labelling take)."""
+    import tempfile
+
+    from agent.algos.config import load_train_config
+    from agent.algos.train import trainer_class
+
+    work = work_dir or tempfile.mkdtemp(prefix="langnav_bench_adversarial_")
+    figures: Dict[str, Dict[str, float]] = {}
+    for variant in variants:
+        trainer_name = "airl" if variant == "ppo_gt" else variant
+        reward_type = "gt_distance" if variant == "ppo_gt" else "learned"
+        cfg = load_train_config(config_path, list(overrides) + [
+            f"trainer={trainer_name}", f"rl.reward_type={reward_type}", f"name=bench_{variant}",
+            f"out_dir={os.path.join(work, variant)}", f"total_updates={iterations + 1}",
+            "rl.adversarial.warmup_disc_rounds=0", "rl.adversarial.total_env_frames=100000000",
+            "checkpoint_interval=100000", "progress=false"])
+        trainer = trainer_class(trainer_name).from_config(cfg)
+        trainer.setup()
+        try:
+            trainer.run_iteration()  # warm-up: allocations, feature cache, first resets
+            frames, start = trainer.counters.training_frames, time.perf_counter()
+            history = [trainer.run_iteration() for _ in range(iterations)]
+            seconds = time.perf_counter() - start
+            frames = trainer.counters.training_frames - frames
+        finally:
+            trainer.close_envs()
+        timed = {key: sum(h.get(f"time/{key}", 0.0) for h in history) / iterations
+                 for key in ("collect_s", "discriminator_s", "policy_s")}
+        labelling = timed["policy_s"] - (figures.get("ppo_gt", {}).get("policy_s", timed["policy_s"]))
+        figures[variant] = {"frames_per_s": frames / seconds, **timed,
+                            "discriminator_share": (timed["discriminator_s"] + max(labelling, 0.0))
+                            / max(seconds / iterations, 1e-9)}
+    base = figures.get("ppo_gt", {}).get("frames_per_s")
+    for variant, row in figures.items():
+        row["relative_to_ppo"] = row["frames_per_s"] / base if base else float("nan")
+        print(f"{variant:<8} {row['frames_per_s']:7.1f} frames/s  x{row['relative_to_ppo']:.2f} of "
+              f"PPO  collect {row['collect_s']:.2f}s  disc {row['discriminator_s']:.2f}s  "
+              f"policy {row['policy_s']:.2f}s per iteration  disc share "
+              f"{row['discriminator_share']:.0%}")
+    return figures

@@ -28,7 +28,6 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Opt
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = ["RolloutSample", "RolloutBuffer", "compute_gae", "ppo_loss_terms", "PPO",
            "RunningMeanStd", "ReturnNormalizer", "masked_mean"]
@@ -297,27 +296,32 @@ class PPO:
                    clip_value_loss=cfg.clip_value_loss, max_grad_norm=cfg.max_grad_norm,
                    normalize_advantage=cfg.normalize_advantage, target_kl=cfg.target_kl)
 
-    def loss_terms(self, sample: RolloutSample) -> Dict[str, torch.Tensor]:
+    def loss_terms(self, sample: RolloutSample, value_only: bool = False) -> Dict[str, torch.Tensor]:
         """Replay the sample's sequences with the current policy -> named loss terms plus
-        ``loss`` = pg_loss + c_v · value_loss + c_e · entropy_loss."""
+        ``loss`` = pg_loss + c_v · value_loss + c_e · entropy_loss (``value_only``:
+        c_v · value_loss alone, to fit a critic before the actor moves)."""
         logits, values, _ = self.policy.forward_sequence(
             sample.observations, sample.old_initial_hidden, sample.prev_actions,
             sample.episode_start_masks)
         terms = ppo_loss_terms(logits, values, sample, clip_param=self.clip_param,
                                clip_value_loss=self.clip_value_loss,
                                normalize_advantage=self.normalize_advantage)
-        terms["loss"] = (terms["pg_loss"] + self.value_loss_coef * terms["value_loss"]
-                         + self.entropy_coef * terms["entropy_loss"])
+        if value_only:
+            terms["loss"] = self.value_loss_coef * terms["value_loss"]
+        else:
+            terms["loss"] = (terms["pg_loss"] + self.value_loss_coef * terms["value_loss"]
+                             + self.entropy_coef * terms["entropy_loss"])
         return terms
 
     def update(self, buffer: RolloutBuffer, generator: Optional[torch.Generator] = None,
-               check_finite: Optional[Callable[[Mapping[str, torch.Tensor]], None]] = None
-               ) -> Dict[str, float]:
+               check_finite: Optional[Callable[[Mapping[str, torch.Tensor]], None]] = None,
+               value_only: bool = False) -> Dict[str, float]:
         """``ppo_epochs`` passes over ``buffer`` in minibatches of whole sequences ->
         mean of each loss term, ``grad_norm``, ``num_updates`` and ``stopped_early``.
 
         ``check_finite(terms)`` is called before each step (a trainer's NaN guard); by
-        default a non-finite loss raises FloatingPointError naming every term."""
+        default a non-finite loss raises FloatingPointError naming every term.
+        ``value_only``: fit the value head only (see :meth:`loss_terms`)."""
         self.policy.train()
         totals: Dict[str, float] = {}
         num_updates = 0
@@ -325,7 +329,7 @@ class PPO:
         for _ in range(self.ppo_epochs):
             epoch_kls: List[float] = []
             for sample in buffer.sequence_minibatches(self.num_mini_batch, generator):
-                terms = self.loss_terms(sample)
+                terms = self.loss_terms(sample, value_only)
                 if check_finite is not None:
                     check_finite(terms)
                 elif not torch.isfinite(terms["loss"]):

@@ -13,11 +13,10 @@ trained on.
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import textwrap
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -259,3 +258,85 @@ def cli_reward_map(args: Any) -> int:
     print(f"wrote {result['out']}: {len(finite)} cells, reward of stopping in "
           f"[{finite.min():.3f}, {finite.max():.3f}]")
     return 0
+
+
+# --------------------------------------------------------------------------- ranking
+@torch.no_grad()
+def trajectory_scores(reward_net: torch.nn.Module, trajectories: Sequence[Trajectory],
+                      gamma: float, batch_size: int = 16) -> np.ndarray:
+    """(N,) mean over its steps of the learned f of each (trajectory, instruction) pair:
+    AIRL f = r + γh' − h (when the network has a potential head), GAIL f = r; the
+    absorbing step after a final STOP counts as one more step with r_abs(g)."""
+    from agent.models.reward import airl_f
+
+    scores = np.zeros(len(trajectories))
+    reward_net.eval()
+    for start in range(0, len(trajectories), batch_size):
+        chunk = list(trajectories[start:start + batch_size])
+        batch = collate_trajectories(chunk)
+        outputs = reward_net(batch.observations, batch.actions, batch.lengths,
+                             batch.instruction_tokens)
+        f = airl_f(outputs, batch.lengths, batch.ends_with_stop, gamma)  # (T, B), 0 on padding
+        total = f.sum(0) + outputs.absorbing_rewards * batch.ends_with_stop.float()
+        steps = batch.lengths.float() + batch.ends_with_stop.float()
+        scores[start:start + len(chunk)] = (total / steps).cpu().numpy()
+    return scores
+
+
+def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optional[str] = None,
+                            max_episodes: Optional[int] = None, num_envs: int = 2,
+                            in_process: bool = False) -> Dict[str, float]:
+    """Does the learned reward carry the instruction? On ``split`` (held-out episodes), the
+    share of (episode, misaligned instruction) pairs for which the expert trajectory scores
+    higher (:func:`trajectory_scores`) with its own instruction than with the misaligned
+    one (misaligned: :func:`agent.algos.adversarial.misaligned_candidates`, the training
+    rules). Also ``mean_margin`` (own − misaligned score) and the counts."""
+    from agent.algos.adversarial import ExpertTrajectories, misaligned_candidates, padded_tokens
+    from agent.algos.features import (ObservationFeaturizer, expert_store_path,
+                                      record_expert_episodes, render_identity, rgb_encoder_name)
+    from agent.datasets.episodes import load_gt, load_split, split_paths
+    from agent.datasets.trajectory_store import TrajectoryStore
+    from agent.envs.vector_env import VectorEnv
+
+    model = load_reward_model(checkpoint_path)
+    cfg = model["config"]
+    data_dir = data_dir or model["checkpoint"]["data_dir"]
+    episodes_path, gt_path = split_paths(data_dir, split)
+    episodes, _ = load_split(episodes_path)
+    episodes = episodes[:max_episodes] if max_episodes else episodes
+    gt = load_gt(gt_path)
+    rl = cfg.rl.discriminator
+    candidates = misaligned_candidates(episodes, gt, min_goal_distance=rl.misaligned_min_goal_distance,
+                                       max_ndtw=rl.misaligned_max_ndtw)
+    episodes = [ep for ep in episodes if candidates[str(ep["episode_id"])]]
+    observation = model["checkpoint"]["observation"]
+    backend = dict(observation["backend"], privileged=True, scenes_dir=os.path.join(data_dir, "scenes"))
+    encoder = model["policy"].rgb_encoder
+    featurizer = ObservationFeaturizer(encoder, width=observation["width"], height=observation["height"],
+                                       cache=_feature_cache(model, backend, data_dir))
+    root = cfg.features.cache_dir or os.path.join(data_dir, "feature_cache")
+    store_path = expert_store_path(root, split, rgb_encoder_name(encoder, cfg.model.rgb_encoder.weights),
+                                   render_identity(backend, data_dir), raw_rgb=not encoder.freeze)
+    with TrajectoryStore(store_path) as store:
+        missing = [ep for ep in episodes if not store.contains(str(ep["episode_id"]))]
+        if missing:
+            with VectorEnv(backend, num_envs, in_process=in_process) as envs:
+                record_expert_episodes(envs, missing, gt, featurizer, store)
+    expert = ExpertTrajectories(store_path, [str(ep["episode_id"]) for ep in episodes],
+                                featurizer.rgb_field)
+    by_id = {str(ep["episode_id"]): ep for ep in load_split(episodes_path)[0]}
+    own, others, pair_of = [], [], []
+    for i, ep in enumerate(episodes):
+        trajectory = expert.trajectory(str(ep["episode_id"]))
+        own.append(trajectory)
+        for other in candidates[str(ep["episode_id"])]:
+            tokens = padded_tokens(by_id[other]["instruction"]["instruction_tokens"])
+            others.append(trajectory.with_instruction(tokens))
+            pair_of.append(i)
+    expert.close()
+    gamma = cfg.rl.ppo.gamma
+    own_scores = trajectory_scores(model["reward_net"], own, gamma)
+    other_scores = trajectory_scores(model["reward_net"], others, gamma)
+    margins = own_scores[np.asarray(pair_of)] - other_scores
+    return {"ranking_accuracy": float((margins > 0).mean()), "mean_margin": float(margins.mean()),
+            "pairs": float(len(margins)), "episodes": float(len(episodes))}

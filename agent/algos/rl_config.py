@@ -96,6 +96,10 @@ class AdversarialConfig:
     total_env_frames: int = config_field(100_000, help="environment steps to train for")
     warmup_disc_rounds: int = config_field(
         10, help="discriminator rounds on rollouts of the initial (BC) policy before PPO starts")
+    warmup_updates_per_round: int = config_field(
+        8, help="discriminator gradient steps per warm-up round (each round: one rollout)")
+    critic_warmup_updates: int = config_field(
+        10, help="first PPO updates train the value head only (a BC warm start has no critic)")
     policy_updates_per_disc_round: int = config_field(
         1, help="PPO updates (each on a fresh rollout) between two discriminator rounds")
     gt_reward_coef: float = config_field(

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from agent.algos.ppo import RolloutBuffer
-from agent.envs.base import STOP, SUCCESS_DISTANCE_M
+from agent.envs.base import SUCCESS_DISTANCE_M
 from agent.models.policy import PolicyState
 
 __all__ = ["EpisodeSampler", "Trajectory", "SequenceBatch", "collate_trajectories",

@@ -22,7 +22,7 @@ episode ended with STOP, whose next state is the absorbing one). ``actions`` (T,
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple
 
 import torch
 from torch import nn
@@ -30,7 +30,6 @@ from torch import nn
 from agent.config import ModelConfig
 from agent.envs.base import NUM_ACTIONS
 from agent.models.instruction_encoders import build_instruction_encoder
-from agent.models.policy import masked_attention
 from agent.models.visual_encoders import DepthEncoder, RGBEncoder
 
 __all__ = ["RewardOutputs", "LanguageRewardNet", "airl_f", "sequence_step_mask"]
@@ -115,26 +114,32 @@ class LanguageRewardNet(nn.Module):
         return self.absorbing_state.device
 
     # ------------------------------------------------------------------ pieces
-    def _encode_frames(self, observations: Mapping[str, Any], rows: int, batch: int) -> torch.Tensor:
-        """observations (rows, B, ...) -> [pooled RGB, pooled depth] (rows, B, R + D)."""
+    def _encode_frames(self, observations: Mapping[str, Any], valid: torch.Tensor) -> torch.Tensor:
+        """observations (T+1, B, ...), valid (T+1, B) bool -> [pooled RGB, pooled depth]
+        (T+1, B, R + D); only valid rows go through the encoders (padding stays 0)."""
         if ("rgb" in observations) == ("rgb_features" in observations) or "depth" not in observations:
             raise KeyError(f"reward observations need depth and exactly one of rgb / "
                            f"rgb_features; got {sorted(observations)}")
         device = self.device
+        rows, batch = valid.shape
+        index = valid.reshape(-1).nonzero().squeeze(-1)  # valid rows of the flattened (T+1)*B
 
         def flat(key: str) -> torch.Tensor:
             value = torch.as_tensor(observations[key]).to(device)
             if value.shape[:2] != (rows, batch):
                 raise ValueError(f"reward observation '{key}' has shape {tuple(value.shape)}; "
                                  f"expected leading (T+1, B) = {(rows, batch)}")
-            return value.reshape((rows * batch,) + value.shape[2:])  # (N = (T+1)*B, ...)
+            return value.reshape((rows * batch,) + value.shape[2:])[index]  # (N_valid, ...)
 
         if "rgb_features" in observations:
             _, rgb_pooled = self.rgb_encoder.project(flat("rgb_features"))
         else:
             _, rgb_pooled = self.rgb_encoder(flat("rgb"))
         _, depth_pooled = self.depth_encoder(flat("depth"))
-        return torch.cat([rgb_pooled, depth_pooled], dim=1).view(rows, batch, -1)
+        encoded = torch.cat([rgb_pooled, depth_pooled], dim=1)  # (N_valid, R + D)
+        frames = encoded.new_zeros(rows * batch, encoded.shape[1])
+        frames[index] = encoded
+        return frames.view(rows, batch, -1)
 
     def _encode_instructions(self, tokens: torch.Tensor):
         """(B, L) -> features (B, L', D), mask (B, L'), sentence (B, D); each distinct
@@ -145,12 +150,17 @@ class LanguageRewardNet(nn.Module):
 
     def _joint(self, states: torch.Tensor, text_features: torch.Tensor, text_mask: torch.Tensor,
                sentence: torch.Tensor) -> torch.Tensor:
-        """states (N, H) with per-row text (N, L', D), (N, L'), (N, D) -> (N, 2H + 2D):
-        [state, attended text, sentence, state * gate(text)]."""
-        attended = masked_attention(self.state_query(states), text_features, text_features,
-                                    text_mask)
-        text = torch.cat([attended, sentence], dim=1)  # (N, 2D)
-        return torch.cat([states, text, states * self.text_gate(text)], dim=1)
+        """states (R, B, H) of B sequences with their text (B, L', D), (B, L'), (B, D)
+        -> (R, B, 2H + 2D): [state, attended text, sentence, state * gate(text)].
+
+        Attention per sequence (no per-step copy of the token features): scaled
+        dot-product of state_query(state) over the tokens where text_mask is True."""
+        query = self.state_query(states)  # (R, B, D)
+        logits = torch.einsum("rbd,bld->rbl", query, text_features) / (query.shape[-1] ** 0.5)
+        logits = logits.masked_fill(~text_mask.unsqueeze(0), torch.finfo(logits.dtype).min)
+        attended = torch.einsum("rbl,bld->rbd", torch.softmax(logits, dim=-1), text_features)
+        text = torch.cat([attended, sentence.unsqueeze(0).expand_as(attended)], dim=-1)  # (R, B, 2D)
+        return torch.cat([states, text, states * self.text_gate(text)], dim=-1)
 
     # ------------------------------------------------------------------ forward
     def forward(self, observations: Mapping[str, Any], actions: torch.Tensor,
@@ -170,28 +180,25 @@ class LanguageRewardNet(nn.Module):
         if int(lengths.min()) < 1 or int(lengths.max()) > t_len:
             raise ValueError(f"sequence lengths must lie in [1, T={t_len}], got "
                              f"[{int(lengths.min())}, {int(lengths.max())}]")
-        frames = self._encode_frames(observations, rows, batch)  # (T+1, B, R + D)
+        observed = sequence_step_mask(lengths + 1, rows)  # (T+1, B): o_0..o_len
+        frames = self._encode_frames(observations, observed)  # (T+1, B, R + D)
         prev_index = torch.zeros(rows, batch, dtype=torch.long, device=device)
         prev_index[1:] = actions + 1  # row t holds a_{t-1}; row 0 the start token
         gru_in = torch.cat([frames, self.prev_action_embedding(prev_index)], dim=2)
         summaries, _ = self.summary_gru(gru_in)  # (T+1, B, H); causal, so padding is harmless
         text_features, text_mask, sentence = self._encode_instructions(tokens)
-        # every row of the (T+1)*B flattened steps uses its sequence's instruction
-        step_text = (text_features.repeat(rows, 1, 1), text_mask.repeat(rows, 1),
-                     sentence.repeat(rows, 1))  # (N, L', D), (N, L'), (N, D), N = (T+1)*B
-        joint = self._joint(summaries.reshape(rows * batch, self.hidden_size), *step_text)
-        per_action = self.reward_head(joint).view(rows, batch, NUM_ACTIONS + 1)
+        joint = self._joint(summaries, text_features, text_mask, sentence)  # (T+1, B, J)
+        per_action = self.reward_head(joint)  # (T+1, B, NUM_ACTIONS + 1)
         step_mask = sequence_step_mask(lengths, t_len).float()  # (T, B)
         rewards = per_action[:-1].gather(2, actions.clamp(0, NUM_ACTIONS - 1).unsqueeze(-1))
         rewards = rewards.squeeze(-1) * step_mask
         if self.potential_head is not None:
-            potential_mask = sequence_step_mask(lengths + 1, rows).float()  # (T+1, B)
-            potentials = self.potential_head(joint).view(rows, batch) * potential_mask
+            potentials = self.potential_head(joint).squeeze(-1) * observed.float()  # (T+1, B)
         else:
             potentials = torch.zeros(rows, batch, device=device)
-        absorbing = self._joint(self.absorbing_state.expand(batch, -1), text_features,
-                                text_mask, sentence)
-        absorbing_rewards = self.reward_head(absorbing)[:, ABSORBING_INDEX]  # (B,)
+        absorbing = self._joint(self.absorbing_state.expand(1, batch, -1), text_features,
+                                text_mask, sentence)  # (1, B, J)
+        absorbing_rewards = self.reward_head(absorbing)[0, :, ABSORBING_INDEX]  # (B,)
         assert rewards.shape == (t_len, batch), rewards.shape
         assert potentials.shape == (rows, batch), potentials.shape
         assert absorbing_rewards.shape == (batch,), absorbing_rewards.shape
@@ -224,16 +231,3 @@ class LanguageRewardNet(nn.Module):
 
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]
-
-
-def reward_inputs_from_steps(step_observations: Mapping[str, torch.Tensor],
-                             next_observation: Optional[Mapping[str, torch.Tensor]] = None):
-    """Helper for one episode: per-step inputs (T, ...) and the observation after the last
-    step (...,) -> (T+1, 1, ...) reward-network observations (the last row repeated when
-    ``next_observation`` is None, e.g. after STOP)."""
-    out = {}
-    for key, value in step_observations.items():
-        value = torch.as_tensor(value)
-        last = value[-1:] if next_observation is None else torch.as_tensor(next_observation[key]).unsqueeze(0)
-        out[key] = torch.cat([value, last.to(value.dtype)], dim=0).unsqueeze(1)
-    return out

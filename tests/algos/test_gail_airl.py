@@ -4,7 +4,6 @@ by hand, the "+gt-reward" name, and kill-and-resume restores the identical train
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -15,10 +14,10 @@ from agent.algos.adversarial import (
     padded_tokens,
 )
 from agent.algos.config import load_train_config
+from agent.algos.reward_map import reward_ranking_accuracy
 from agent.algos.train import build_trainer
 from agent.algos.rollout import collate_trajectories
 from agent.datasets.episodes import house_of, load_gt, load_split, split_paths
-from agent.envs.base import STOP
 from eval.metrics import ndtw
 
 SMALL_MODEL = ["model.policy.type=seq2seq", "model.rgb_encoder.output_size=16",
@@ -49,7 +48,8 @@ def small_config(trainer, data_dir, out_dir, feature_dir, *extra):
         "num_envs=2", "rl.in_process_envs=true", "rl.ppo.num_steps=8", "rl.ppo.num_mini_batch=1",
         "rl.ppo.ppo_epochs=2", "rl.reward.hidden_size=32", "rl.reward.action_embedding_size=8",
         "rl.discriminator.batch_size=3", "rl.discriminator.updates_per_round=1",
-        "rl.adversarial.warmup_disc_rounds=1", "bc.max_episodes=6", "progress=false",
+        "rl.adversarial.warmup_disc_rounds=1", "rl.adversarial.warmup_updates_per_round=1",
+        "rl.adversarial.critic_warmup_updates=1", "bc.max_episodes=6", "progress=false",
         *SMALL_MODEL, *extra])
 
 
@@ -113,9 +113,15 @@ def test_discriminator_separates_expert_from_misaligned_pairs(tiny_dataset, feat
         metrics = trainer.train_discriminator()
         assert {"loss_expert", "accuracy_agent", "accuracy_misaligned"} <= set(metrics)
     after = accuracy()
+    checkpoint = trainer.save()
     trainer.close_envs()
     assert min(before["accuracy_expert"], before["accuracy_misaligned"]) < 0.9
     assert after["accuracy_expert"] > 0.9 and after["accuracy_misaligned"] > 0.9, after
+    # the reward itself (f, without log π) ranks the true instruction first on these pairs
+    ranking = reward_ranking_accuracy(checkpoint, "train", max_episodes=len(ids), num_envs=1,
+                                      in_process=True)
+    assert ranking["pairs"] == len(misaligned)
+    assert ranking["ranking_accuracy"] > 0.9 and ranking["mean_margin"] > 0, ranking
 
 
 def _rewards_by_hand(trainer, buffer, policy_reward):

@@ -9,7 +9,7 @@ from agent.algos.rl_config import RewardNetConfig
 from agent.config import ModelConfig, load_config
 from agent.datasets.vocab import Vocab
 from agent.envs.base import STOP
-from agent.models.reward import LanguageRewardNet, RewardOutputs, airl_f
+from agent.models.reward import LanguageRewardNet, airl_f
 
 INSTRUCTIONS = ["walk past the kitchen and stop next to the fridge",
                 "turn left at the guitar and wait in the bedroom"]
@@ -93,8 +93,9 @@ def test_airl_f_by_hand_with_absorbing_after_stop(vocab):
     lengths = torch.tensor([4, 3])
     ends_with_stop = torch.tensor([True, False])  # column 1 was truncated after 3 steps
     gamma = 0.9
-    out = net(obs, actions, lengths, tokens)
-    f = airl_f(out, lengths, ends_with_stop, gamma)
+    with torch.no_grad():
+        out = net(obs, actions, lengths, tokens)
+        f = airl_f(out, lengths, ends_with_stop, gamma)
     r, h = out.rewards, out.potentials
     for t in range(4):  # column 0: h(absorbing) = 0 after the final STOP
         next_h = 0.0 if t == 3 else h[t + 1, 0]
