@@ -42,15 +42,9 @@ def feature_dir(tmp_path_factory):
 
 
 def small_config(trainer, data_dir, out_dir, feature_dir, *extra):
-    return load_train_config(None, [
-        f"trainer={trainer}", f"data_dir={data_dir}", f"out_dir={out_dir}",
-        f"features.cache_dir={feature_dir}", "backend.width=32", "backend.height=32",
-        "num_envs=2", "rl.in_process_envs=true", "rl.ppo.num_steps=8", "rl.ppo.num_mini_batch=1",
-        "rl.ppo.ppo_epochs=2", "rl.reward.hidden_size=32", "rl.reward.action_embedding_size=8",
-        "rl.discriminator.batch_size=3", "rl.discriminator.updates_per_round=1",
-        "rl.adversarial.warmup_disc_rounds=1", "rl.adversarial.warmup_updates_per_round=1",
-        "rl.adversarial.critic_warmup_updates=1", "bc.max_episodes=6", "progress=false",
-        *SMALL_MODEL, *extra])
+    overrides = _config_overrides(data_dir, out_dir, feature_dir)
+    overrides[0] = f"trainer={trainer}"
+    return load_train_config(None, overrides + list(extra))
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +263,60 @@ def test_kill_and_resume_restores_identical_training_state(tiny_dataset, feature
         [t.episode_id for t in resumed.collector.traces]
     assert [h["ppo/pg_loss"] for h in uninterrupted.history[2:]] == \
         [h["ppo/pg_loss"] for h in resumed.history]
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_then_resume_equals_uninterrupted(tiny_dataset, feature_dir, tmp_path):
+    """A real kill (SIGKILL of the training process right after its first periodic
+    checkpoint) and a resume give the same final state as an uninterrupted run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = ["total_updates=6", "checkpoint_interval=2", "rl.adversarial.total_env_frames=100000"]
+
+    def config(out_dir):
+        return small_config("airl", tiny_dataset, str(out_dir), feature_dir, *overrides)
+
+    uninterrupted = build_trainer(config(tmp_path / "a"))
+    uninterrupted.train()
+    killed_dir = tmp_path / "b"
+    cli_overrides = _config_overrides(tiny_dataset, killed_dir, feature_dir) + overrides
+    script = ("import sys, torch; torch.set_num_threads(1)\n"
+              "from agent.algos.config import load_train_config\n"
+              "from agent.algos.train import build_trainer\n"
+              "build_trainer(load_train_config(None, sys.argv[1:])).train()\n")
+    process = subprocess.Popen([sys.executable, "-c", script, *cli_overrides],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoints = killed_dir / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if checkpoints.exists() and any(p.name.startswith("ckpt_u00000002") and p.suffix == ".pt"
+                                        for p in checkpoints.iterdir()):  # not the .tmp file
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = build_trainer(config(killed_dir))
+    resumed.train()
+    assert resumed.resumed_from is not None
+    a, b = _state_of(uninterrupted), _state_of(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert json.dumps(uninterrupted.counters.as_dict()["training_frames"]) == \
+        json.dumps(resumed.counters.as_dict()["training_frames"])
+
+
+def _config_overrides(data_dir, out_dir, feature_dir):
+    """The overrides of :func:`small_config` for a command line."""
+    return ["trainer=airl", f"data_dir={data_dir}", f"out_dir={out_dir}",
+            f"features.cache_dir={feature_dir}", "backend.width=32", "backend.height=32",
+            "num_envs=2", "rl.in_process_envs=true", "rl.ppo.num_steps=8", "rl.ppo.num_mini_batch=1",
+            "rl.ppo.ppo_epochs=2", "rl.reward.hidden_size=32", "rl.reward.action_embedding_size=8",
+            "rl.discriminator.batch_size=3", "rl.discriminator.updates_per_round=1",
+            "rl.adversarial.warmup_disc_rounds=1", "rl.adversarial.warmup_updates_per_round=1",
+            "rl.adversarial.critic_warmup_updates=1", "bc.max_episodes=6", "progress=false",
+            *SMALL_MODEL]
