@@ -165,7 +165,7 @@ for req in requirements:
 # the torch pin that tools/setup.sh installs when no torch is present
 if os.path.exists(os.path.join("tools", "setup.sh")):
     with open(os.path.join("tools", "setup.sh")) as f:
-        pins = set(re.findall(r"torch==([0-9][0-9A-Za-z.+]*)", f.read()))
+        pins = set(re.findall(r"torch==([0-9]+(?:\.[0-9]+)*(?:\+[0-9A-Za-z.]+)?)\b", f.read()))
     torch_versions = available.get("torch") or binary_versions("torch")
     for pin in sorted(pins):
         if Version(pin) not in torch_versions:

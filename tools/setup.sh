@@ -18,7 +18,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   if "$PY" -c "import sys; sys.exit(sys.version_info < (3, 10))"; then
     "$PY" -m pip install -q "torch==2.13.0"
   else
-    echo "langnav: install torch first on Python < 3.10 (e.g. pip install 'torch==2.8.*', or your CUDA build);" >&2
+    echo "langnav: install torch first on Python < 3.10 (e.g. torch 2.8 for Python 3.9, or your CUDA build);" >&2
     echo "  torch 2.13 has no wheel for this Python, and letting pip pick one pulls a multi-GB CUDA build." >&2
     exit 1
   fi
