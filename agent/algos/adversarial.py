@@ -617,6 +617,13 @@ class AdversarialTrainer(BaseTrainer):
     def train(self) -> Dict[str, Any]:
         self.setup()
         total = self.config.rl.adversarial.total_env_frames
+        reward = "learned" if self.learned_reward else "ground-truth distance only"
+        if self.learned_reward and self.config.rl.adversarial.gt_reward_coef > 0:
+            reward += f" + {self.config.rl.adversarial.gt_reward_coef} x ground-truth distance (DEBUG)"
+        log.info("%s: %s reward, %d/%d frames done", self.method_name, reward,
+                 self.counters.training_frames, total)
+        self.writer.add_text("run/method", f"{self.method_name}: {reward} reward",
+                             self.global_step())
         try:
             self.warmup_discriminator()
             with self.progress(total, self.method_name, initial=self.counters.training_frames,

@@ -70,7 +70,7 @@ class RewardNetConfig:
 class DiscriminatorConfig:
     """How the reward network is trained as a discriminator."""
 
-    lr: float = config_field(3e-4, help="Adam learning rate of the reward network")
+    lr: float = config_field(1e-3, help="Adam learning rate of the reward network")
     weight_decay: float = config_field(0.0, help="Adam weight decay of the reward network")
     max_grad_norm: float = config_field(1.0, help="gradient-norm clip of the reward network")
     batch_size: int = config_field(

@@ -225,6 +225,21 @@ def test_gt_reward_debug_option_is_named_everywhere(tiny_dataset, feature_dir, t
     assert run_meta_of(checkpoint)["method"].endswith(GT_REWARD_SUFFIX)
 
 
+def test_fixed_reward_baseline_is_ppo_on_the_distance_reward(tiny_dataset, feature_dir, tmp_path):
+    cfg = small_config("airl", tiny_dataset, str(tmp_path / "run"), feature_dir,
+                       "rl.reward_type=gt_distance", "total_updates=2",
+                       "rl.adversarial.total_env_frames=100000", "rl.ppo.normalize_reward=false")
+    trainer = build_trainer(cfg)
+    assert "gt-distance" in trainer.method_name and not trainer.misaligned
+    trainer.setup()
+    assert trainer.expert is None  # no discriminator, no expert data
+    buffer = trainer.collect()
+    metrics = trainer.train_policy(buffer)
+    torch.testing.assert_close(buffer.rewards, buffer.env_rewards)
+    assert "learned_reward_mean" not in metrics and "disc/loss" not in trainer.run_iteration()
+    trainer.close_envs()
+
+
 def _state_of(trainer):
     state = {f"policy.{k}": v.clone() for k, v in trainer.policy.state_dict().items()}
     state.update({f"reward.{k}": v.clone() for k, v in trainer.reward_net.state_dict().items()})
