@@ -25,6 +25,23 @@ def _source_hash() -> str:
     return h.hexdigest()[:12]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_torch_thread():
+    """Small tensors gain nothing from threads, and on a shared 2-core machine OpenMP threads
+    spinning against env workers make each step ~5-20x slower. Tests that import no torch
+    are left alone."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset():
     """Path of the tiny houses dataset (train / val_seen / val_unseen + scenes)."""

@@ -25,7 +25,7 @@ langnav train --config habitat_configs/experiments/smoke_airl.yaml \
     eval.max_episodes=null
 langnav report "$OUT"/eval/* "$OUT/train/bc/eval" "$OUT/train/airl/eval" \
     --out "$OUT/report" --baseline random
-AIRL_CKPT=$(ls "$OUT"/train/airl/ckpt_*.pt | tail -1)
+AIRL_CKPT=$(ls "$OUT"/train/airl/checkpoints/ckpt_*.pt | tail -1)
 langnav rollout --agent "$AIRL_CKPT" --split val_unseen --episodes 1 --out "$OUT/videos"
 
 cat <<EOF

@@ -20,13 +20,14 @@ finished environments.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agent.models.checkpointing import FrozenPretrainedCheckpointMixin
 from agent.config import ModelConfig
 from agent.envs.base import NUM_ACTIONS, PRIVILEGED_PREFIX
 from agent.models.instruction_encoders import build_instruction_encoder
@@ -123,7 +124,7 @@ def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(value).to(device)
 
 
-class RecurrentNavPolicy(nn.Module):
+class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
     """Shared plumbing: encoders, previous-action embedding, heads, sequence/step/act.
 
     Subclasses define ``num_recurrent_layers`` and :meth:`_recurrent_core`."""
@@ -278,31 +279,6 @@ class RecurrentNavPolicy(nn.Module):
         return actions, PolicyState(rnn, actions)
 
     # ------------------------------------------------------------------ checkpoints
-    def frozen_pretrained_prefixes(self) -> List[str]:
-        """state_dict prefixes of frozen pretrained weights that are rebuilt from their
-        packages, so checkpoints may leave them out."""
-        prefixes = []
-        if self.rgb_encoder.freeze:
-            prefixes.append("rgb_encoder.backbone.")
-        if getattr(self.instruction_encoder, "freeze", False) and \
-                hasattr(self.instruction_encoder, "transformer"):
-            prefixes.append("instruction_encoder.transformer.")
-        return prefixes
-
-    def checkpoint_state_dict(self) -> Dict[str, torch.Tensor]:
-        """state_dict without :meth:`frozen_pretrained_prefixes` (MiniLM alone is 90 MB)."""
-        prefixes = tuple(self.frozen_pretrained_prefixes())
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(prefixes)}
-
-    def load_checkpoint_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`checkpoint_state_dict`; every other key must match exactly."""
-        result = self.load_state_dict(dict(state_dict), strict=False)
-        prefixes = tuple(self.frozen_pretrained_prefixes())
-        missing = [k for k in result.missing_keys if not k.startswith(prefixes)]
-        if missing or result.unexpected_keys:
-            raise RuntimeError(f"checkpoint does not fit this {type(self).__name__}: missing "
-                               f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
-
     def describe(self) -> Dict[str, Any]:
         """What a checkpoint must record to rebuild and check this policy."""
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -27,6 +27,7 @@ from typing import Any, Mapping, NamedTuple
 import torch
 from torch import nn
 
+from agent.models.checkpointing import FrozenPretrainedCheckpointMixin
 from agent.config import ModelConfig
 from agent.envs.base import NUM_ACTIONS
 from agent.models.instruction_encoders import build_instruction_encoder
@@ -70,7 +71,7 @@ def airl_f(outputs: RewardOutputs, lengths: torch.Tensor, ends_with_stop: torch.
     return f * steps.to(f.dtype)
 
 
-class LanguageRewardNet(nn.Module):
+class LanguageRewardNet(FrozenPretrainedCheckpointMixin, nn.Module):
     """f(s_t, a_t, g) with a recurrent trajectory summary; see the module docstring."""
 
     def __init__(self, *, instruction_encoder: nn.Module, rgb_encoder: RGBEncoder,
@@ -205,29 +206,5 @@ class LanguageRewardNet(nn.Module):
         return RewardOutputs(rewards, potentials, absorbing_rewards)
 
     # ------------------------------------------------------------------ checkpoints
-    def frozen_pretrained_prefixes(self):
-        """state_dict prefixes of frozen pretrained weights rebuilt from their packages."""
-        prefixes = []
-        if self.rgb_encoder.freeze:
-            prefixes.append("rgb_encoder.backbone.")
-        if getattr(self.instruction_encoder, "freeze", False) and \
-                hasattr(self.instruction_encoder, "transformer"):
-            prefixes.append("instruction_encoder.transformer.")
-        return prefixes
-
-    def checkpoint_state_dict(self):
-        """state_dict without the frozen pretrained weights."""
-        prefixes = tuple(self.frozen_pretrained_prefixes())
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(prefixes)}
-
-    def load_checkpoint_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`checkpoint_state_dict`; every other key must match exactly."""
-        result = self.load_state_dict(dict(state_dict), strict=False)
-        prefixes = tuple(self.frozen_pretrained_prefixes())
-        missing = [k for k in result.missing_keys if not k.startswith(prefixes)]
-        if missing or result.unexpected_keys:
-            raise RuntimeError(f"checkpoint does not fit this reward network: missing "
-                               f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
-
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]

@@ -20,19 +20,8 @@ from agent.algos.rollout import collate_trajectories
 from agent.datasets.episodes import house_of, load_gt, load_split, split_paths
 from eval.metrics import ndtw
 
-SMALL_MODEL = ["model.policy.type=seq2seq", "model.rgb_encoder.output_size=16",
-               "model.depth_encoder.channels=[8, 8]", "model.depth_encoder.kernel_sizes=[8, 4]",
-               "model.depth_encoder.strides=[4, 2]", "model.depth_encoder.output_size=16",
-               "model.instruction_encoder.hidden_size=8", "model.policy.hidden_size=32",
-               "model.policy.prev_action_embedding_size=8"]
+from small_model import SMALL_MODEL  # noqa: E402  (tests/algos/small_model.py)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

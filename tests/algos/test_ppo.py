@@ -29,13 +29,6 @@ TINY_MODEL = ["policy.type=seq2seq", "rgb_encoder.output_size=16", "depth_encode
 GOAL_RADIUS = 0.5  # success radius of the tiny task (the room is smaller than 3 m)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def room_plan(width: float = 4.0, depth: float = 3.0) -> FloorPlan:
     h = 0.05

@@ -17,13 +17,6 @@ SMALL_MODEL = ["rgb_encoder.output_size=16", "depth_encoder.channels=[8, 8]",
                "depth_encoder.output_size=16", "instruction_encoder.hidden_size=8"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def vocab():

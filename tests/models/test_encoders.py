@@ -25,15 +25,6 @@ INSTRUCTIONS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Small tensors gain nothing from threads, and on a shared 2-core machine OpenMP
-    threads spinning against other processes make each step ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def vocab() -> Vocab:

@@ -23,15 +23,6 @@ SMALL_MODEL = ["rgb_encoder.output_size=16", "depth_encoder.channels=[8, 8, 8]",
 FEATURE_SIDE = 2  # rgb_features of 64x64 frames: (1280, 2, 2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Small tensors gain nothing from threads, and on a shared 2-core machine OpenMP
-    threads spinning against other processes make each step ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def vocab() -> Vocab:
