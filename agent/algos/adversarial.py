@@ -315,14 +315,8 @@ class AdversarialTrainer(BaseTrainer):
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "AdversarialTrainer":
-        from agent.datasets.episodes import load_gt, split_paths
-
         episodes, vocab = cls.load_vocab(cfg)
-        gt_path = split_paths(cfg.data_dir, cfg.bc.split)[1]
-        if not os.path.exists(gt_path):
-            raise FileNotFoundError(f"ground truth {gt_path} not found: the expert data and "
-                                    f"the training step cap need split {cfg.bc.split!r}'s _gt")
-        gt = load_gt(gt_path)
+        gt = cls.load_expert_gt(cfg, "the expert data and the training step cap need the _gt")
         policy = cls.build_policy(cfg, vocab)
         reward_cfg = cfg.rl.reward if cls.uses_shaping is None else \
             dataclasses.replace(cfg.rl.reward, use_shaping=cls.uses_shaping)

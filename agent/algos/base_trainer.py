@@ -107,6 +107,17 @@ class BaseTrainer:
         return load_split(path)
 
     @staticmethod
+    def load_expert_gt(cfg: TrainConfig, needed_for: str) -> Dict[str, Any]:
+        """Ground truth (expert actions and locations) of the training split."""
+        from agent.datasets.episodes import load_gt, split_paths
+
+        gt_path = split_paths(cfg.data_dir, cfg.bc.split)[1]
+        if not os.path.exists(gt_path):
+            raise FileNotFoundError(f"ground truth {gt_path} not found: {needed_for} of split "
+                                    f"{cfg.bc.split!r}")
+        return load_gt(gt_path)
+
+    @staticmethod
     def build_policy(cfg: TrainConfig, vocab: Any) -> torch.nn.Module:
         """The policy of ``cfg.model``, initialised from ``cfg.seed`` (seeds every generator)."""
         from agent.models.policy import build_policy

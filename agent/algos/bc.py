@@ -15,8 +15,7 @@ then the mean over episodes (VLN-CE ``DaggerTrainer._update_agent``). Adam, lr 2
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -67,14 +66,8 @@ class BCTrainer(BaseTrainer):
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "BCTrainer":
-        from agent.datasets.episodes import load_gt, split_paths
-
         episodes, vocab = cls.load_vocab(cfg)
-        gt_path = split_paths(cfg.data_dir, cfg.bc.split)[1]
-        if not os.path.exists(gt_path):
-            raise FileNotFoundError(f"ground truth {gt_path} not found: imitation needs the "
-                                    f"expert actions of split {cfg.bc.split!r}")
-        gt = load_gt(gt_path)
+        gt = cls.load_expert_gt(cfg, "imitation needs the expert actions")
         policy = cls.build_policy(cfg, vocab)
         return cls(config=cfg, policy=policy, vocab=vocab, episodes=episodes, gt=gt)
 
