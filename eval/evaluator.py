@@ -157,7 +157,7 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
 
     from agent.datasets.episodes import load_gt, load_split, split_paths
     from agent.envs.vector_env import VectorEnv
-    from eval.schema import aggregate, predictions_from_stats, save_stats
+    from eval.schema import aggregate, predictions_from_stats, save_predictions, save_stats
 
     ep_path, gt_path = split_paths(data_dir, split)
     episodes, vocab = load_split(ep_path)
@@ -201,16 +201,9 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     stats = {"schema": "langnav.stats/1", "split": split, "agent": agent_name, "run": run,
              "episodes": per_episode, "aggregate": aggregate(per_episode)}
     save_stats(os.path.join(out_dir, f"stats_{split}.json"), stats)
-    _write_json_atomic(os.path.join(out_dir, f"predictions_{split}.json"),
-                       predictions_from_stats(stats))
+    save_predictions(os.path.join(out_dir, f"predictions_{split}.json"),
+                     predictions_from_stats(stats))
     return stats
-
-
-def _write_json_atomic(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def houses_backend_config(data_dir: str, width: int = 128, height: int = 128) -> Dict[str, Any]:

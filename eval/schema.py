@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+from agent.io_utils import write_bytes_atomic, write_text_atomic  # noqa: F401  (re-exported)
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
@@ -79,26 +79,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory + os.replace."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as tmp_file:
-            tmp_file.write(data)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def aggregate(episodes: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:

@@ -11,14 +11,14 @@ one, or the best success rate on **val_seen** (never val_unseen) — and evaluat
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import shutil
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from agent.algos.config import TrainConfig, backend_config_of, load_train_config, resolved_out_dir
+from agent.io_utils import write_json_atomic
 
 log = logging.getLogger("langnav.train")
 
@@ -121,7 +121,7 @@ def evaluate_run(cfg: TrainConfig) -> Dict[str, Any]:
         for name in (f"stats_{split}.json", f"predictions_{split}.json"):
             _copy_atomic(os.path.join(work_dir, name), os.path.join(eval_dir, name))
         results[split] = stats["aggregate"]
-    _write_json_atomic(os.path.join(eval_dir, "selection.json"), selection)
+    write_json_atomic(os.path.join(eval_dir, "selection.json"), selection)
     return {"checkpoint": path, "selection": selection["selection"], "aggregates": results}
 
 
@@ -129,13 +129,6 @@ def _copy_atomic(src: str, dst: str) -> None:
     tmp = f"{dst}.tmp{os.getpid()}"
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
-
-
-def _write_json_atomic(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -149,7 +142,7 @@ def run_training(cfg: TrainConfig, *, evaluate: bool = True) -> Dict[str, Any]:
     result: Dict[str, Any] = {"train": metrics}
     if evaluate and cfg.eval.splits:
         result["eval"] = evaluate_run(cfg)
-    _write_json_atomic(os.path.join(resolved_out_dir(cfg), "result.json"), result)
+    write_json_atomic(os.path.join(resolved_out_dir(cfg), "result.json"), result)
     return result
 
 

@@ -14,7 +14,6 @@ byte-identical for a seed whatever the number of workers.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import multiprocessing as mp
@@ -26,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from agent.envs.base import heading_to_quaternion
+from agent.io_utils import write_json_atomic
 
 log = logging.getLogger("langnav.build")
 
@@ -275,13 +275,6 @@ def _fairness_report(houses_by_split: Dict[str, Sequence[Dict[str, Any]]],
     return report
 
 
-def _write_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def _map_houses(jobs: List[tuple], workers: int) -> List[Dict[str, Any]]:
     from tqdm import tqdm
 
@@ -346,12 +339,12 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     report["episodes"] = counts
     report["houses"] = {"train": len(seen), "val_unseen": len(unseen),
                         "mean_free_area_m2": round(float(np.mean([h["free_area_m2"] for h in houses])), 1)}
-    _write_json(os.path.join(out_dir, "fairness.json"), report)
-    _write_json(os.path.join(out_dir, "build.json"),
+    write_json_atomic(os.path.join(out_dir, "fairness.json"), report, sort_keys=True)
+    write_json_atomic(os.path.join(out_dir, "build.json"),
                 {"config": asdict(cfg), "seed": seed, "episodes": counts,
                  "vocab_size": len(vocab), "vocab_sha1": vocab.sha1,
                  "unseen_words_absent_from_train_houses": absent_from_train,
-                 "build_seconds": round(time.time() - t0, 1)})
+                 "build_seconds": round(time.time() - t0, 1)}, sort_keys=True)
     return report
 
 

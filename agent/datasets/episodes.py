@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from agent.datasets.vocab import Vocab
+from agent.io_utils import write_bytes_atomic
 
 #: gzip level for written files (6 is zlib's default: ~as small as 9, much faster)
 GZIP_LEVEL = 6
@@ -161,29 +162,12 @@ def _deterministic_json_gz(obj: Any, path: str) -> bytes:
     return gzip.compress(text.encode("utf-8"), compresslevel=GZIP_LEVEL, mtime=0)
 
 
-def _atomic_write_bytes(path: str, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_split(path: str, episodes: Sequence[Mapping[str, Any]], vocab: Vocab) -> None:
     """Write ``{split}.json.gz`` atomically with deterministic bytes. Episode ids must be
     unique; numpy values are converted, NaN/inf and other objects are refused."""
     index_by_id(episodes)
     payload = {"episodes": list(episodes), "instruction_vocab": vocab.to_dict()}
-    _atomic_write_bytes(path, _deterministic_json_gz(payload, path))
+    write_bytes_atomic(path, _deterministic_json_gz(payload, path))
 
 
 def write_gt(path: str, gt: Mapping[Any, Mapping[str, Any]]) -> None:
@@ -194,4 +178,4 @@ def write_gt(path: str, gt: Mapping[Any, Mapping[str, Any]]) -> None:
         if key in by_key:
             raise ValueError(f"{path}: two ground-truth entries for episode id {key!r}")
         by_key[key] = entry
-    _atomic_write_bytes(path, _deterministic_json_gz(by_key, path))
+    write_bytes_atomic(path, _deterministic_json_gz(by_key, path))
