@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from agent.io_utils import atomic_output
+
 CHECKPOINT_FORMAT = "langnav-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -124,17 +126,8 @@ def save_checkpoint(path: str, *, trainer: str, config: Mapping[str, Any], polic
     if payload["vocab"]["sha1"] != describe["vocab_sha1"]:
         raise ValueError(f"save_checkpoint: the policy was built for vocab "
                          f"{describe['vocab_sha1']}, not {payload['vocab']['sha1']}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path) as f:
+        torch.save(payload, f)
     return path
 
 
