@@ -441,6 +441,11 @@ class PolicyConfig:
     prev_action_embedding_size: int = config_field(32, help="previous-action embedding size")
     instruction_blind: bool = config_field(
         False, help="control experiment: every instruction is replaced by an empty one")
+    feature_dropout: float = config_field(
+        0.0, help="environmental dropout (R2R-EnvDrop): in supervised training, drop this "
+                  "fraction of the RGB feature channels with one mask per episode, so start "
+                  "views cannot be memorised in place of reading the instruction; off in eval "
+                  "and in PPO updates")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -236,30 +236,6 @@ def discriminator_loss(logits_expert_is_high: torch.Tensor, absorbing_logits: to
     return loss, metrics
 
 
-def resolve_checkpoint_path(path: str) -> str:
-    """A checkpoint file as given, or for a run directory the checkpoint its evaluation
-    selected (``eval/selection.json``), else its latest; FileNotFoundError naming it."""
-    import json
-
-    from agent.algos.checkpoint import latest_checkpoint
-
-    if not os.path.isdir(path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {path} does not exist (rl.init_from)")
-        return path
-    selection = os.path.join(path, "eval", "selection.json")
-    if os.path.exists(selection):
-        with open(selection) as f:
-            chosen = json.load(f).get("checkpoint")
-        if chosen and os.path.isfile(chosen):
-            return chosen
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise FileNotFoundError(f"run directory {path} holds no checkpoint (rl.init_from); "
-                                f"train it first")
-    return latest
-
-
 # --------------------------------------------------------------------------- the trainer
 class AdversarialTrainer(BaseTrainer):
     """The adversarial IRL loop; see the module docstring. Built by :meth:`from_config`."""
@@ -311,7 +287,7 @@ class AdversarialTrainer(BaseTrainer):
             self.episodes, gt, min_goal_distance=rl.discriminator.misaligned_min_goal_distance,
             max_ndtw=rl.discriminator.misaligned_max_ndtw) if self.learned_reward else {}
         if rl.init_from:
-            self.warm_start(rl.init_from)
+            self.warm_start(rl.init_from, key="rl.init_from")
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "AdversarialTrainer":
@@ -335,25 +311,6 @@ class AdversarialTrainer(BaseTrainer):
         if cfg.rl.adversarial.gt_reward_coef > 0 and GT_REWARD_SUFFIX not in name:
             name += GT_REWARD_SUFFIX
         return name
-
-    def warm_start(self, path: str) -> None:
-        """Load the policy weights of another run's checkpoint (e.g. BC): a ``.pt`` file, or
-        a run directory (its checkpoint selected for evaluation, else its latest one);
-        ``{seed}`` is filled in."""
-        from agent.algos.checkpoint import CheckpointError, load_checkpoint
-
-        path = resolve_checkpoint_path(path.format(seed=self.config.seed))
-        checkpoint = load_checkpoint(path)
-        if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
-            raise CheckpointError(f"rl.init_from={path}: its vocabulary {checkpoint['vocab']['sha1']} "
-                                  f"is not this dataset's {self.vocab.sha1}")
-        from agent.config import config_to_dict
-
-        if checkpoint["config"].get("model") != config_to_dict(self.config)["model"]:
-            raise CheckpointError(f"rl.init_from={path}: its model config differs from this "
-                                  f"run's model section")
-        self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
-        log.info("%s: policy warm-started from %s", self.method_name, path)
 
     # ------------------------------------------------------------------ hooks
     def discriminator_logits(self, outputs: RewardOutputs, batch: SequenceBatch,

@@ -298,6 +298,23 @@ class BaseTrainer:
                  self.counters.updates, self.counters.training_frames)
         return True
 
+    def warm_start(self, path: str, *, key: str) -> str:
+        """Load the policy weights of another run's checkpoint (e.g. BC) -> its path: a
+        ``.pt`` file, or a run directory (its checkpoint selected for evaluation, else its
+        latest one); ``{seed}`` is filled in. ``key`` names the config key in errors.
+        Refuses (CheckpointError) another vocabulary or model section."""
+        path = resolve_checkpoint_path(path.format(seed=self.config.seed), key=key)
+        checkpoint = load_checkpoint(path)
+        if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
+            raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
+                                  f"is not this dataset's {self.vocab.sha1}")
+        if checkpoint["config"].get("model") != config_to_dict(self.config)["model"]:
+            raise CheckpointError(f"{key}={path}: its model config differs from this "
+                                  f"run's model section")
+        self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
+        log.info("%s: policy warm-started from %s", self.trainer_name, path)
+        return path
+
     def _check_same_run(self, checkpoint: Mapping[str, Any], path: str) -> None:
         mine = config_to_dict(self.config)
         problems = []
@@ -332,6 +349,26 @@ class BaseTrainer:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def resolve_checkpoint_path(path: str, key: str = "rl.init_from") -> str:
+    """A checkpoint file as given, or for a run directory the checkpoint its evaluation
+    selected (``eval/selection.json``), else its latest; FileNotFoundError naming it."""
+    if not os.path.isdir(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {path} does not exist ({key})")
+        return path
+    selection = os.path.join(path, "eval", "selection.json")
+    if os.path.exists(selection):
+        with open(selection) as f:
+            chosen = json.load(f).get("checkpoint")
+        if chosen and os.path.isfile(chosen):
+            return chosen
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"run directory {path} holds no checkpoint ({key}); "
+                                f"train it first")
+    return latest
 
 
 def _plain_number(value: Any) -> Any:

@@ -15,7 +15,7 @@ then the mean over episodes (VLN-CE ``DaggerTrainer._update_agent``). Adam, lr 2
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -145,8 +145,9 @@ class BCTrainer(BaseTrainer):
             metrics["accuracy"] = float(correct.sum()) / max(int(real.sum()), 1)
         return metrics
 
-    def fit(self, store_path: str, record_keys: Sequence[str], epochs: int, phase: int) -> bool:
-        """Supervised epochs over ``record_keys`` of the store, continuing from
+    def fit(self, sources: Sequence[Tuple[str, Sequence[str]]], epochs: int, phase: int) -> bool:
+        """Supervised epochs over the records of ``sources`` — (store path, record keys)
+        pairs, concatenated in order — continuing from
         ``self.epoch`` / ``self.batch_index``; the episode order of epoch e is a permutation
         seeded by (seed, phase, e), so a resumed run repeats the same batches.
 
@@ -155,8 +156,12 @@ class BCTrainer(BaseTrainer):
         from agent.datasets.torch_dataset import TrajectoryDataset, collate_episodes
 
         fields = [f for f in OBSERVATION_FIELDS if f in (self.featurizer.rgb_field, "depth")]
-        dataset = TrajectoryDataset(store_path, keys=list(record_keys), fields=fields,
-                                    inflection_coef=self.config.bc.inflection_coef)
+        parts = [TrajectoryDataset(path, keys=list(keys), fields=fields,
+                                   inflection_coef=self.config.bc.inflection_coef)
+                 for path, keys in sources if len(keys)]
+        if not parts:
+            raise ValueError("no training records (every source store is empty)")
+        dataset = torch.utils.data.ConcatDataset(parts)
         size, batch_size = len(dataset), self.config.bc.batch_size
         per_epoch = math.ceil(size / batch_size)
         bar = self.progress(epochs * per_epoch, f"{self.trainer_name} updates",
@@ -181,14 +186,15 @@ class BCTrainer(BaseTrainer):
                 self.batch_index = 0
         finally:
             bar.close()
-            dataset.close()
+            for part in parts:
+                part.close()
         return True
 
     # ------------------------------------------------------------------ the run
     def train(self) -> Dict[str, Any]:
         self.resume()
         keys = self.ensure_expert_data()
-        self.fit(self.expert_store_path(), keys, self.config.bc.epochs, phase=0)
+        self.fit([(self.expert_store_path(), keys)], self.config.bc.epochs, phase=0)
         self.save()
         return self.final_metrics()
 

@@ -85,6 +85,11 @@ class DAggerConfig:
         True, help="train on all iterations' data (DAgger); false = the last iteration only")
     sample_policy_actions: bool = config_field(
         True, help="the policy's actions are sampled (VLN-CE), not argmax")
+    init_from: Optional[str] = config_field(
+        None, help="a BC run (directory or .pt, same model section, trained on this split's "
+                   "expert store) taken as iteration 0 (β = 1 is teacher forcing): its policy "
+                   "is loaded, iteration 0's data is the shared expert store, and collection "
+                   "starts at iteration 1; {seed} is filled in")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,11 @@ over iterations), then the policy is trained on all of it (or on the last iterat
 p = 1 is teacher forcing. At β = 1 an iteration visits each episode at most once (VLN-CE's
 ``ensure_unique_episodes``); otherwise the episode order cycles through seeded permutations.
 
+``dagger.init_from``: a BC run on the same expert data stands in for iteration 0 (at β = 1
+DAgger's iteration 0 *is* teacher forcing on the expert episodes): its policy is loaded,
+iteration 0's data is the shared expert store BC recorded (not rendered again), and
+collection starts at iteration 1, aggregating with that store.
+
 Resume: a checkpoint is written after each collection and each iteration's training (and
 every ``checkpoint_interval`` updates); the store skips episodes already collected, and each
 rollout's random choices come from a generator seeded by (seed, iteration, n), so a resumed
@@ -19,7 +24,7 @@ collection repeats the interrupted one.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -47,6 +52,9 @@ class DAggerTrainer(BCTrainer):
         self.iteration = 0
         self.phase = "collect"  # "collect" -> "train" -> next iteration's "collect"
         self.collect_stats: List[Dict[str, Any]] = []
+        self._expert_keys: Optional[List[str]] = None
+        self._expert_frames = 0  # frames of the shared expert store (dagger.init_from)
+        self.initialised_from: Optional[str] = None
 
     # ------------------------------------------------------------------ state
     def global_step(self) -> int:
@@ -86,10 +94,33 @@ class DAggerTrainer(BCTrainer):
                 for n, i in enumerate(order[:count])]
 
     def training_keys(self, store, iteration: int) -> List[str]:
-        """Record keys trained on after ``iteration``: every iteration's, or its own."""
+        """Record keys of the run's store trained on after ``iteration``: every
+        iteration's, or its own."""
         prefix = None if self.config.dagger.aggregate else iteration_key_prefix(iteration)
         return [store.key_of(u) for u in store.unique_keys()
                 if prefix is None or u.startswith(prefix)]
+
+    def training_sources(self, iteration: int) -> List[Tuple[str, List[str]]]:
+        """(store path, record keys) trained on after ``iteration``; with
+        ``dagger.init_from`` the shared expert store is iteration 0's data."""
+        from agent.datasets.trajectory_store import TrajectoryStore
+
+        sources: List[Tuple[str, List[str]]] = []
+        if self.config.dagger.init_from and (self.config.dagger.aggregate or iteration == 0):
+            sources.append((self.expert_store_path(), self.expert_keys()))
+        if os.path.exists(self.store_path):
+            with TrajectoryStore(self.store_path, readonly=True) as store:
+                sources.append((self.store_path, self.training_keys(store, iteration)))
+        return sources
+
+    def expert_keys(self) -> List[str]:
+        """The expert store's records of the training episodes (recording any missing)."""
+        if self._expert_keys is None:
+            own_frames = self.counters.training_frames
+            self._expert_keys = self.ensure_expert_data()
+            self._expert_frames = self.counters.training_frames
+            self.counters.training_frames = max(own_frames, self._expert_frames)
+        return self._expert_keys
 
     # ------------------------------------------------------------------ phases
     def collect(self, iteration: int) -> Dict[str, Any]:
@@ -110,8 +141,9 @@ class DAggerTrainer(BCTrainer):
                     sample_policy_actions=self.config.dagger.sample_policy_actions,
                     metadata={"iteration": iteration, "beta": beta},
                     on_episode=lambda _: bar.update(1))
-            # every stored step was an environment frame collected for training
-            self.counters.training_frames = int(sum(store.lengths()))
+            # every stored step was an environment frame collected for training (plus the
+            # expert store's when a BC run stands in for iteration 0)
+            self.counters.training_frames = int(sum(store.lengths())) + self._expert_frames
         self.policy.train()
         summary = {"iteration": iteration, "beta": beta, "episodes": stats.episodes,
                    "frames": stats.frames, "frames_per_s": stats.frames_per_second,
@@ -121,18 +153,19 @@ class DAggerTrainer(BCTrainer):
         return summary
 
     def train(self) -> Dict[str, Any]:
-        from agent.datasets.trajectory_store import TrajectoryStore
-
-        self.resume()
         cfg = self.config.dagger
+        if not self.resume() and cfg.init_from:
+            self.initialised_from = self.warm_start(cfg.init_from, key="dagger.init_from")
+            self.iteration, self.phase = 1, "collect"
+        if cfg.init_from:
+            self.expert_keys()
         while self.iteration < cfg.iterations and not self.budget_reached():
             if self.phase == "collect":
                 self.collect(self.iteration)
                 self.phase, self.epoch, self.batch_index = "train", 0, 0
                 self.save()
-            with TrajectoryStore(self.store_path, readonly=True) as store:
-                keys = self.training_keys(store, self.iteration)
-            if not self.fit(self.store_path, keys, cfg.epochs, phase=_PHASE_OFFSET + self.iteration):
+            sources = self.training_sources(self.iteration)
+            if not self.fit(sources, cfg.epochs, phase=_PHASE_OFFSET + self.iteration):
                 break  # total_updates reached inside the epochs
             self.iteration += 1
             self.phase = "collect"

@@ -322,7 +322,9 @@ class PPO:
         ``check_finite(terms)`` is called before each step (a trainer's NaN guard); by
         default a non-finite loss raises FloatingPointError naming every term.
         ``value_only``: fit the value head only (see :meth:`loss_terms`)."""
-        self.policy.train()
+        # eval mode: the ratio compares with the rollout's log-probs, computed without
+        # dropout (feature dropout, a fine-tuned transformer's); gradients flow as usual
+        self.policy.eval()
         totals: Dict[str, float] = {}
         num_updates = 0
         stopped_early = False

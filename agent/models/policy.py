@@ -134,13 +134,17 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
 
     def __init__(self, *, instruction_encoder: nn.Module, rgb_encoder: RGBEncoder,
                  depth_encoder: DepthEncoder, hidden_size: int = 512,
-                 prev_action_embedding_size: int = 32, instruction_blind: bool = False):
+                 prev_action_embedding_size: int = 32, instruction_blind: bool = False,
+                 feature_dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= feature_dropout < 1.0:
+            raise ValueError(f"model.policy.feature_dropout must be in [0, 1), got {feature_dropout}")
         self.instruction_encoder = instruction_encoder
         self.rgb_encoder = rgb_encoder
         self.depth_encoder = depth_encoder
         self.hidden_size = hidden_size
         self.instruction_blind = instruction_blind
+        self.feature_dropout = float(feature_dropout)
         # NUM_ACTIONS + 1 entries: START_TOKEN, then action a at index a + 1
         self.prev_action_embedding = nn.Embedding(NUM_ACTIONS + 1, prev_action_embedding_size)
         self.action_head = nn.Linear(hidden_size, NUM_ACTIONS)
@@ -154,7 +158,8 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                    depth_encoder=DepthEncoder.from_config(cfg.depth_encoder),
                    hidden_size=cfg.policy.hidden_size,
                    prev_action_embedding_size=cfg.policy.prev_action_embedding_size,
-                   instruction_blind=cfg.policy.instruction_blind)
+                   instruction_blind=cfg.policy.instruction_blind,
+                   feature_dropout=cfg.policy.feature_dropout)
 
     @property
     def device(self) -> torch.device:
@@ -181,17 +186,24 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         features, mask, sentence = self.instruction_encoder(unique_rows)
         return features[inverse], mask[inverse], sentence[inverse]
 
-    def encode_observations(self, obs: ObservationBatch) -> EncodedObservations:
-        """Flat observations (N, ...) -> :class:`EncodedObservations`."""
+    def encode_observations(self, obs: ObservationBatch,
+                            rgb_channel_mask: Optional[torch.Tensor] = None) -> EncodedObservations:
+        """Flat observations (N, ...) -> :class:`EncodedObservations`.
+
+        ``rgb_channel_mask`` (N, 1280): multiplies the backbone RGB features (feature
+        dropout, see :meth:`episode_feature_mask`)."""
         missing = [k for k in ("depth", "instruction_tokens") if k not in obs]
         if missing or ("rgb" in obs) == ("rgb_features" in obs):
             raise KeyError(f"policy observations need depth, instruction_tokens and exactly "
                            f"one of rgb / rgb_features; got {sorted(obs)}")
         device = self.device
         if "rgb_features" in obs:
-            rgb_spatial, rgb_pooled = self.rgb_encoder.project(_as_tensor(obs["rgb_features"], device))
+            rgb_backbone = _as_tensor(obs["rgb_features"], device)
         else:
-            rgb_spatial, rgb_pooled = self.rgb_encoder(_as_tensor(obs["rgb"], device))
+            rgb_backbone = self.rgb_encoder.backbone_features(_as_tensor(obs["rgb"], device))
+        if rgb_channel_mask is not None:
+            rgb_backbone = rgb_backbone.float() * rgb_channel_mask[:, :, None, None]
+        rgb_spatial, rgb_pooled = self.rgb_encoder.project(rgb_backbone)
         depth_spatial, depth_pooled = self.depth_encoder(_as_tensor(obs["depth"], device))
         tokens = _as_tensor(obs["instruction_tokens"], device).long()
         text_features, text_mask, text_sentence = self._encode_instructions(tokens)
@@ -202,6 +214,18 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         """(N,) actions, (N,) masks -> (N, E); masked steps get the start token."""
         index = (prev_actions.long() + 1) * (masks != 0).long()  # 0 = START_TOKEN
         return self.prev_action_embedding(index)
+
+    def episode_feature_mask(self, t_len: int, batch: int) -> Optional[torch.Tensor]:
+        """Environmental dropout (Tan et al. 2019, R2R-EnvDrop): in training mode with
+        ``feature_dropout`` p > 0, one Bernoulli(1 - p) mask over the RGB feature channels per
+        sequence row, the same at every step (scaled by 1 / (1 - p)), as if the whole episode
+        were seen in a house with different features -> (T*B, C); else None."""
+        if not (self.training and self.feature_dropout > 0.0):
+            return None
+        keep = 1.0 - self.feature_dropout
+        mask = torch.bernoulli(torch.full((batch, self.rgb_encoder.feature_channels), keep,
+                                          device=self.device)) / keep  # (B, C)
+        return mask.unsqueeze(0).expand(t_len, -1, -1).reshape(t_len * batch, -1)
 
     # ------------------------------------------------------------------ forward
     def _recurrent_core(self, encoded: EncodedObservations, prev_embedding: torch.Tensor,
@@ -231,7 +255,7 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                     raise ValueError(f"observation '{key}' has shape {tuple(value.shape)}; "
                                      f"expected leading (T, B) = {(t_len, batch)}")
                 flat_obs[key] = value.reshape((t_len * batch,) + value.shape[2:])  # (T*B, ...)
-        encoded = self.encode_observations(flat_obs)
+        encoded = self.encode_observations(flat_obs, self.episode_feature_mask(t_len, batch))
         prev_embedding = self._embed_prev_actions(prev_actions.reshape(-1), masks.reshape(-1))
         rnn_hidden = _as_tensor(hidden, device).transpose(0, 1).contiguous()  # (layers, B, H)
         features, rnn_hidden = self._recurrent_core(encoded, prev_embedding, rnn_hidden, masks)

@@ -154,14 +154,14 @@ def test_nan_loss_stops_naming_the_loss_and_keeps_the_checkpoint(tiny_dataset, f
                     "bc.batch_size=2", "bc.epochs=5", "checkpoint_interval=2")
     trainer = BCTrainer.from_config(cfg)
     keys = trainer.ensure_expert_data()
-    trainer.fit(trainer.expert_store_path(), keys, epochs=2, phase=0)
+    trainer.fit([(trainer.expert_store_path(), keys)], epochs=2, phase=0)
     good = latest_checkpoint(trainer.out_dir)
     good_bytes = open(good, "rb").read()
     with torch.no_grad():
         trainer.policy.action_head.weight.fill_(float("nan"))
     trainer.epoch, trainer.batch_index = 2, 0
     with pytest.raises(NonFiniteLossError, match=r"loss 'action_loss' is nan at update 3") as info:
-        trainer.fit(trainer.expert_store_path(), keys, epochs=5, phase=0)
+        trainer.fit([(trainer.expert_store_path(), keys)], epochs=5, phase=0)
     assert good in str(info.value)
     assert latest_checkpoint(trainer.out_dir) == good and open(good, "rb").read() == good_bytes
     assert trainer.counters.updates == 2

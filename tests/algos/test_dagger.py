@@ -158,3 +158,45 @@ def test_dagger_killed_in_training_resumes_to_the_same_losses_and_data(dagger_ru
         for u in a.unique_keys():  # iteration 1 rolled out with the same policy and coins
             assert a.get_by_id(u, ["actions"])["actions"].tolist() == \
                 b.get_by_id(u, ["actions"])["actions"].tolist()
+
+
+def test_dagger_init_from_a_bc_run_starts_at_iteration_one_on_the_expert_store(
+        tiny_dataset, tmp_path):
+    """A BC run on the shared expert store stands in for iteration 0 (β = 1)."""
+    from agent.algos.bc import BCTrainer
+    from agent.algos.checkpoint import CheckpointError
+
+    features = tmp_path / "features"
+    common = ("bc.max_episodes=4", "seed=1")
+    bc = BCTrainer.from_config(dagger_config(tiny_dataset, tmp_path / "bc", features,
+                                             "trainer=bc", "bc.epochs=1", *common))
+    bc.train()
+    bc.close()
+    cfg = dagger_config(tiny_dataset, tmp_path / "dagger", features, *common,
+                        "dagger.iterations=2", "dagger.episodes_per_iteration=3",
+                        "dagger.p=0.5", "dagger.epochs=1", f"dagger.init_from={tmp_path / 'bc'}")
+    trainer = DAggerTrainer.from_config(cfg)
+    metrics = trainer.train()
+    trainer.close()
+    assert trainer.initialised_from == bc.last_checkpoint
+    assert [s["iteration"] for s in trainer.collect_stats] == [1]  # no iteration-0 rollouts
+    assert [s["beta"] for s in trainer.collect_stats] == [0.5]
+    with TrajectoryStore(trainer.store_path, readonly=True) as store:
+        unique = store.unique_keys()
+        own_frames = sum(store.lengths())
+    assert len(unique) == 3 and all(u.startswith("it001/") for u in unique)
+    with TrajectoryStore(bc.expert_store_path(), readonly=True) as store:
+        expert_frames = sum(store.lengths())
+        assert len(store.keys()) == 4  # recorded once by BC, read again by DAgger
+    assert metrics["training_frames"] == expert_frames + own_frames
+    # one epoch over the 4 expert + 3 rollout episodes, batches of 3
+    assert metrics["updates"] == 3 and metrics["iteration"] == 2
+
+    wrong = dagger_config(tiny_dataset, tmp_path / "other", features, *common,
+                          "model.policy.hidden_size=32", f"dagger.init_from={tmp_path / 'bc'}")
+    with pytest.raises(CheckpointError, match="dagger.init_from"):
+        DAggerTrainer.from_config(wrong).train()
+    missing = dagger_config(tiny_dataset, tmp_path / "other2", features, *common,
+                            f"dagger.init_from={tmp_path / 'nowhere'}")
+    with pytest.raises(FileNotFoundError, match="dagger.init_from"):
+        DAggerTrainer.from_config(missing).train()

@@ -105,6 +105,30 @@ def test_instruction_blind_policy_ignores_the_instruction(vocab):
     torch.testing.assert_close(blind(empty, hidden, prev, masks)[0], logits)
 
 
+def test_feature_dropout_masks_whole_episodes_in_training_only(vocab):
+    policy = small_policy(vocab, "cma", "policy.feature_dropout=0.5")
+    t_len, batch = 5, 3
+    mask = policy.train().episode_feature_mask(t_len, batch).view(t_len, batch, -1)
+    # one mask per row, identical at every step; kept channels scaled by 1 / (1 - p)
+    torch.testing.assert_close(mask, mask[:1].expand_as(mask))
+    assert set(mask.unique().tolist()) == {0.0, 2.0}
+    assert 0.35 < float((mask[0] == 0).float().mean()) < 0.65
+    assert not torch.equal(mask[0, 0], mask[0, 1])
+    obs = random_sequence(vocab, t_len, batch)
+    args = (policy.initial_hidden(batch), torch.zeros(t_len, batch, dtype=torch.long),
+            torch.ones(t_len, batch))
+    torch.manual_seed(0)
+    first = policy.forward_sequence(obs, *args)[0]
+    assert not torch.allclose(first, policy.forward_sequence(obs, *args)[0], atol=1e-5)
+    # eval mode (evaluation, PPO updates): deterministic and equal to a dropout-free policy
+    assert policy.eval().episode_feature_mask(t_len, batch) is None
+    plain = small_policy(vocab, "cma").eval()
+    torch.testing.assert_close(policy.forward_sequence(obs, *args)[0],
+                               plain.forward_sequence(obs, *args)[0])
+    with pytest.raises(ValueError, match="feature_dropout"):
+        small_policy(vocab, "cma", "policy.feature_dropout=1.0")
+
+
 def test_raw_rgb_and_cached_features_give_the_same_outputs(vocab):
     policy = small_policy(vocab, "cma")
     g = torch.Generator().manual_seed(3)
