@@ -55,6 +55,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", required=True, help="run directory for stats and predictions")
     ev.add_argument("--num-envs", type=int, default=2, help="environment worker processes")
     ev.add_argument("--max-episodes", type=int, default=None, help="evaluate the first K only")
+    ev.add_argument("--sample", type=int, default=None,
+                    help="evaluate K episodes spread evenly over the split (every house), "
+                         "the same K for every agent")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--instructions", choices=("normal", "shuffled"), default="normal",
                     help="shuffled: swap instructions among episodes of the same house")

@@ -146,13 +146,29 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
                 start(i)
 
 
+def evenly_spaced(episodes: Sequence[Dict[str, Any]], count: int) -> List[Dict[str, Any]]:
+    """``count`` episodes spread evenly over the split's order (episode i * n / count), so a
+    subset covers every house instead of the first few; all of them if count >= n."""
+    if count < 1:
+        raise ValueError(f"--sample must be at least 1, got {count}")
+    n = len(episodes)
+    if count >= n:
+        return list(episodes)
+    return [episodes[(i * n) // count] for i in range(count)]
+
+
 # ---------------------------------------------------------------------------- one split
 def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: str, *,
                    backend_cfg: Dict[str, Any], num_envs: int = 2,
-                   max_episodes: Optional[int] = None, instructions: str = "normal",
+                   max_episodes: Optional[int] = None, sample: Optional[int] = None,
+                   instructions: str = "normal",
                    seed: int = 0, run_meta: Optional[Dict[str, Any]] = None,
                    in_process: bool = False) -> Dict[str, Any]:
-    """Evaluate on one split; returns the stats dict (also written to ``out_dir``)."""
+    """Evaluate on one split; returns the stats dict (also written to ``out_dir``).
+
+    ``max_episodes``: the first K episodes; ``sample``: K episodes spread evenly over the
+    split (:func:`evenly_spaced`; the same ones for every agent and instruction mode, so
+    runs stay paired)."""
     from tqdm import tqdm
 
     from agent.datasets.episodes import load_gt, load_split, split_paths
@@ -166,6 +182,11 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
     if instructions == "shuffled":
         episodes = shuffle_instructions(episodes, seed)
+    if max_episodes is not None and sample is not None:
+        raise ValueError("choose max_episodes (the first K) or sample (K spread over the "
+                         "split), not both")
+    if sample is not None:
+        episodes = evenly_spaced(episodes, sample)
     if max_episodes is not None:
         episodes = episodes[:max_episodes]
     os.makedirs(out_dir, exist_ok=True)
@@ -265,6 +286,7 @@ def cli_eval(args) -> int:
     for split in args.split.split(","):
         stats = evaluate_split(agent, name, data_dir, split, args.out, backend_cfg=backend_cfg,
                                num_envs=args.num_envs, max_episodes=args.max_episodes,
+                               sample=args.sample,
                                instructions=args.instructions, seed=args.seed, run_meta=meta)
         print(format_aggregate(stats))
     print(f"wrote {args.out}")

@@ -100,6 +100,9 @@ class EvalSection:
         ("val_seen", "val_unseen"), help="splits evaluated with the final checkpoint")
     max_episodes: Optional[int] = config_field(
         None, help="evaluate the first K episodes of each split (null = all)")
+    sample: Optional[int] = config_field(
+        None, help="evaluate K episodes spread evenly over each split (every house; "
+                   "exclusive with max_episodes)")
     num_envs: int = config_field(2, help="evaluation environment worker processes")
     selection: Literal["last", "best_val_seen"] = config_field(
         "last", help="checkpoint to evaluate: the last one, or the best SR on val_seen "

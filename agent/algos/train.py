@@ -63,7 +63,7 @@ def evaluation_backend(cfg: TrainConfig, agent: Any) -> Dict[str, Any]:
 
 
 def evaluate_checkpoint(path: str, cfg: TrainConfig, split: str, out_dir: str, *,
-                        max_episodes: Optional[int] = None,
+                        max_episodes: Optional[int] = None, sample: Optional[int] = None,
                         extra_meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Evaluate checkpoint ``path`` on ``split`` into ``out_dir`` -> the stats dict."""
     from agent.algos.checkpoint import load_policy_agent
@@ -77,7 +77,8 @@ def evaluate_checkpoint(path: str, cfg: TrainConfig, split: str, out_dir: str, *
     meta = dict(agent.run_meta, **(extra_meta or {}))
     return evaluate_split(agent, agent.name, cfg.data_dir, split, out_dir,
                           backend_cfg=evaluation_backend(cfg, agent), num_envs=cfg.eval.num_envs,
-                          max_episodes=max_episodes, seed=cfg.seed, run_meta=meta)
+                          max_episodes=max_episodes, sample=sample, seed=cfg.seed,
+                          run_meta=meta)
 
 
 def select_checkpoint(cfg: TrainConfig) -> Dict[str, Any]:
@@ -117,7 +118,7 @@ def evaluate_run(cfg: TrainConfig) -> Dict[str, Any]:
     results = {}
     for split in cfg.eval.splits:
         stats = evaluate_checkpoint(path, cfg, split, work_dir, max_episodes=cfg.eval.max_episodes,
-                                    extra_meta={"selection": selection["selection"]})
+                                    sample=cfg.eval.sample, extra_meta={"selection": selection["selection"]})
         for name in (f"stats_{split}.json", f"predictions_{split}.json"):
             _copy_atomic(os.path.join(work_dir, name), os.path.join(eval_dir, name))
         results[split] = stats["aggregate"]

@@ -14,7 +14,9 @@ import pytest
 
 from agent.datasets.episodes import house_of, load_split, split_paths
 from eval.agents import make_agent
-from eval.evaluator import evaluate_split, houses_backend_config, shuffle_instructions
+from eval.evaluator import (
+    evaluate_split, evenly_spaced, houses_backend_config, shuffle_instructions,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -74,6 +76,26 @@ def test_stats_and_predictions_files(tiny_dataset, tmp_path):
         np.testing.assert_allclose(states[0]["position"], ep["start_position"], atol=1e-4)
         assert states[-1]["stop"] is True and not any(s["stop"] for s in states[:-1])
         assert len(states) == len(stats["episodes"][str(ep["episode_id"])]["trajectory"]["actions"]) + 1
+
+
+def test_sample_spreads_over_every_house_and_pairs_runs(tiny_dataset, tmp_path):
+    episodes, _ = load_split(split_paths(tiny_dataset, "val_unseen")[0])
+    houses = {house_of(ep) for ep in episodes}
+    assert len(houses) > 1 and len({house_of(ep) for ep in episodes[:4]}) == 1  # first K: one house
+    picked = evenly_spaced(episodes, 4)
+    assert {house_of(ep) for ep in picked} == houses
+    assert [ep["episode_id"] for ep in picked] == [episodes[i * len(episodes) // 4]["episode_id"]
+                                                  for i in range(4)]
+    assert evenly_spaced(episodes, 10 ** 6) == episodes
+    with pytest.raises(ValueError, match="at least 1"):
+        evenly_spaced(episodes, 0)
+    normal = _evaluate(tiny_dataset, tmp_path / "n", "handcrafted", "val_unseen", sample=4)
+    shuffled = _evaluate(tiny_dataset, tmp_path / "s", "handcrafted", "val_unseen", sample=4,
+                         instructions="shuffled")
+    assert list(normal["episodes"]) == list(shuffled["episodes"]) == \
+        [str(ep["episode_id"]) for ep in picked]
+    with pytest.raises(ValueError, match="not both"):
+        _evaluate(tiny_dataset, tmp_path / "x", "expert", "val_unseen", sample=4, max_episodes=2)
 
 
 def test_shuffled_instructions_stay_in_the_house_and_change_the_path(tiny_dataset):
