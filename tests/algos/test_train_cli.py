@@ -54,9 +54,13 @@ def test_experiment_files_load_with_their_intent():
                for name in os.listdir(EXPERIMENTS) if name.endswith(".yaml")}
     for name in ("bc", "dagger", "bc_glove", "bc_blind", "smoke_bc"):
         assert name in configs, name
-    assert configs["bc"].trainer == "bc" and configs["bc"].bc.lr == 2.5e-4
+    assert configs["bc"].trainer == "bc" and configs["bc"].bc.lr == 1e-3
     assert configs["bc"].bc.inflection_coef == 3.2
-    assert configs["bc"].backend.width == 64 and configs["bc"].eval.selection == "best_val_seen"
+    assert configs["bc"].backend.width == 64 and configs["bc"].eval.selection == "last"
+    # the blind control differs from BC in the instruction only (same feature dropout)
+    assert configs["bc"].model.policy.feature_dropout == 0.5
+    assert configs["bc_blind"].model.policy.feature_dropout == 0.5
+    assert configs["smoke_bc"].model.policy.feature_dropout == 0.0
     assert configs["bc"].model.instruction_encoder.type == "transformer"
     assert configs["bc_glove"].model.instruction_encoder.type == "glove_lstm"
     assert configs["bc_blind"].model.policy.instruction_blind
