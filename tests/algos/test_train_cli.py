@@ -66,6 +66,9 @@ def test_experiment_files_load_with_their_intent():
     assert configs["bc_blind"].model.policy.instruction_blind
     assert not configs["bc"].model.policy.instruction_blind
     assert configs["dagger"].trainer == "dagger" and configs["dagger"].dagger.p == 0.75
+    # dagger_glove.yaml can start from a bc_glove.yaml run (dagger.init_from): same model
+    assert configs["dagger_glove"].trainer == "dagger"
+    assert configs["dagger_glove"].model == configs["bc_glove"].model
     assert configs["smoke_bc"].data_dir == "data/tiny"
     seeds = {resolved_out_dir(load_train_config(os.path.join(EXPERIMENTS, "bc.yaml"), [f"seed={s}"]))
              for s in (0, 1)}
