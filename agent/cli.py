@@ -100,6 +100,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("--out", required=True)
     rm.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_map"))
 
+    pr = sub.add_parser("probe", help="teacher-forced check that a checkpoint reads the "
+                                      "instruction (own vs shuffled, no rollouts)")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
+    pr.add_argument("--split", default="val_unseen")
+    pr.add_argument("--sample", type=int, default=200,
+                    help="expert episodes spread over the split's houses (0 = all)")
+    pr.add_argument("--num-envs", type=int, default=2, help="recording worker processes")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the instruction shuffle")
+    pr.add_argument("--out", default=None, help="also write the result as JSON here")
+    pr.set_defaults(func=_handler("agent.algos.probe:cli_probe"))
+
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="print throughput figures")

@@ -1,0 +1,153 @@
+"""Does a checkpoint read the instruction? A teacher-forced probe that needs no rollouts.
+
+The policy is run teacher-forced over expert episodes of a split (the shortest-path actions,
+recorded once into the shared expert store of that split, as BC records its training split)
+twice: with each episode's own instruction, and with the shuffled-instruction control of
+the evaluator (an instruction of another path of the same house, ``shuffle_instructions``).
+Per episode it scores the mean negative log-likelihood of the expert's actions, their
+argmax accuracy, and whether the first action (mostly the instruction's "turn left/right")
+is right. A policy that ignores the language scores the same under both (an
+instruction-blind policy exactly the same); ``delta_nll`` = shuffled − own, with a
+house-clustered bootstrap interval, is then 0.
+
+It costs seconds once the episodes are recorded, against an hour of closed-loop evaluation on
+this machine, so it is the quick check during training; the closed-loop paired ΔSR
+(``langnav eval --instructions shuffled`` + ``langnav report``) stays the result.
+
+``langnav probe --checkpoint PATH --split val_unseen [--sample K]``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["instruction_probe", "teacher_forced_scores"]
+
+
+@torch.no_grad()
+def teacher_forced_scores(policy: torch.nn.Module, items: Sequence[Mapping[str, Any]],
+                          tokens: Sequence[np.ndarray], batch_size: int = 8
+                          ) -> Dict[str, np.ndarray]:
+    """Teacher-forced scores of ``items`` (TrajectoryDataset items) whose instruction is
+    replaced by ``tokens[i]`` -> per episode ``nll`` (mean over steps), ``accuracy`` and
+    ``first_action`` (1.0 if the argmax at t = 0 is the expert's), each (N,)."""
+    from agent.datasets.torch_dataset import collate_episodes
+
+    if len(items) != len(tokens):
+        raise ValueError(f"{len(items)} episodes but {len(tokens)} instructions")
+    policy.eval()
+    nll: List[float] = []
+    accuracy: List[float] = []
+    first: List[float] = []
+    for start in range(0, len(items), batch_size):
+        rows = range(start, min(start + batch_size, len(items)))
+        batch = collate_episodes([dict(items[i], instruction_tokens=torch.as_tensor(
+            np.asarray(tokens[i]), dtype=torch.long)) for i in rows])
+        logits, _, _ = policy.forward_sequence(
+            batch["observations"], policy.initial_hidden(len(rows)), batch["prev_actions"],
+            batch["episode_start_masks"])  # (T, B, 4)
+        actions, mask = batch["actions"], batch["mask"].float()  # (T, B)
+        log_probs = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        steps = mask.sum(0)
+        nll.extend((-(log_probs * mask).sum(0) / steps).tolist())
+        accuracy.extend((((logits.argmax(-1) == actions).float() * mask).sum(0) / steps).tolist())
+        first.extend((logits[0].argmax(-1) == actions[0]).float().tolist())
+    return {"nll": np.asarray(nll), "accuracy": np.asarray(accuracy),
+            "first_action": np.asarray(first)}
+
+
+def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[str] = None,
+                      sample: Optional[int] = 200, num_envs: int = 2, seed: int = 0,
+                      progress: bool = False) -> Dict[str, Any]:
+    """Own vs shuffled instructions, teacher-forced, on ``sample`` expert episodes of
+    ``split`` spread over its houses -> a JSON-ready dict (see the module docstring).
+
+    Missing episodes are first recorded into the split's shared expert store (rendering and
+    the frozen encoder, ``num_envs`` worker processes)."""
+    import dataclasses
+
+    from agent.algos.bc import BCTrainer
+    from agent.algos.checkpoint import build_policy_from_checkpoint, load_checkpoint
+    from agent.algos.features import OBSERVATION_FIELDS
+    from agent.datasets.episodes import house_of, load_split, split_paths
+    from agent.datasets.torch_dataset import TrajectoryDataset
+    from eval.evaluator import evenly_spaced, shuffle_instructions
+    from eval.statistics import paired_delta_ci
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    policy, cfg, vocab = build_policy_from_checkpoint(checkpoint, origin=checkpoint_path)
+    data_dir = data_dir or checkpoint["data_dir"]
+    episode_path = split_paths(data_dir, split)[0]
+    if not os.path.exists(episode_path):
+        raise FileNotFoundError(f"split {split!r} not found: {episode_path}")
+    episodes, split_vocab = load_split(episode_path)
+    if split_vocab.sha1 != vocab.sha1:
+        raise ValueError(f"{episode_path}: its vocabulary is not the checkpoint's "
+                         f"({split_vocab.sha1} vs {vocab.sha1})")
+    shuffled = {str(ep["episode_id"]): ep for ep in shuffle_instructions(episodes, seed)}
+    chosen = evenly_spaced(episodes, sample) if sample else list(episodes)
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_path)))
+    cfg = dataclasses.replace(cfg, data_dir=data_dir, num_envs=num_envs, progress=progress,
+                              out_dir=run_dir,
+                              bc=dataclasses.replace(cfg.bc, split=split, max_episodes=None))
+    trainer = BCTrainer(config=cfg, policy=policy, vocab=vocab, episodes=chosen,
+                        gt=BCTrainer.load_expert_gt(cfg, "the probe replays expert actions"))
+    try:
+        keys = trainer.ensure_expert_data()
+        fields = [f for f in OBSERVATION_FIELDS if f in (trainer.featurizer.rgb_field, "depth")]
+        dataset = TrajectoryDataset(trainer.expert_store_path(), keys=keys, fields=fields)
+        try:
+            items = [dataset[i] for i in range(len(dataset))]
+        finally:
+            dataset.close()
+    finally:
+        trainer.close()
+    ids = [str(item["episode_id"]) for item in items]
+    own_tokens = [item["instruction_tokens"].numpy() for item in items]
+    swapped = [np.asarray(shuffled[i]["instruction"]["instruction_tokens"], dtype=np.int64)
+               for i in ids]
+    swapped = [np.pad(t, (0, max(0, len(o) - len(t))))[:max(len(o), len(t))]
+               for t, o in zip(swapped, own_tokens)]
+    own = teacher_forced_scores(policy, items, own_tokens)
+    other = teacher_forced_scores(policy, items, swapped)
+    houses = [house_of(shuffled[i]) for i in ids]
+    delta, lo, hi = paired_delta_ci(other["nll"], own["nll"], houses, seed=seed)
+    changed = sum(not np.array_equal(a, b) for a, b in zip(own_tokens, swapped))
+    return {
+        "checkpoint": os.path.abspath(checkpoint_path), "split": split, "episodes": len(ids),
+        "houses": len(set(houses)), "instructions_changed": int(changed),
+        "own": {k: float(v.mean()) for k, v in own.items()},
+        "shuffled": {k: float(v.mean()) for k, v in other.items()},
+        "delta_nll": {"mean": delta, "ci95": [lo, hi]},
+        "own_nll_lower_share": float((own["nll"] < other["nll"]).mean()),
+    }
+
+
+def format_probe(result: Mapping[str, Any]) -> str:
+    own, other, delta = result["own"], result["shuffled"], result["delta_nll"]
+    return (f"{result['split']}: {result['episodes']} expert episodes, {result['houses']} houses "
+            f"({result['instructions_changed']} instructions shuffled)\n"
+            f"  own       NLL {own['nll']:.4f}  accuracy {own['accuracy']:.3f}  "
+            f"first action {own['first_action']:.3f}\n"
+            f"  shuffled  NLL {other['nll']:.4f}  accuracy {other['accuracy']:.3f}  "
+            f"first action {other['first_action']:.3f}\n"
+            f"  ΔNLL (shuffled − own) {delta['mean']:+.4f} [{delta['ci95'][0]:+.4f}, "
+            f"{delta['ci95'][1]:+.4f}] (house-clustered 95% CI); own lower on "
+            f"{100 * result['own_nll_lower_share']:.0f}% of episodes")
+
+
+def cli_probe(args) -> int:
+    from agent.io_utils import write_json_atomic
+
+    torch.set_num_threads(1)
+    result = instruction_probe(args.checkpoint, args.split, data_dir=args.data,
+                               sample=args.sample or None, num_envs=args.num_envs,
+                               seed=args.seed, progress=True)
+    print(format_probe(result))
+    if args.out:
+        write_json_atomic(args.out, result)
+        print(f"wrote {args.out}")
+    return 0
