@@ -10,6 +10,9 @@ import sys
 from typing import Callable, List, Optional
 
 
+TORCH_THREADS_HELP = ("torch threads of a checkpoint's policy (default 1: the environment "
+                      "workers need the other cores)")
+
 def _handler(target: str) -> Callable[[argparse.Namespace], int]:
     module_name, func_name = target.split(":")
 
@@ -55,6 +58,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", required=True, help="run directory for stats and predictions")
     ev.add_argument("--num-envs", type=int, default=2, help="environment worker processes")
     ev.add_argument("--max-episodes", type=int, default=None, help="evaluate the first K only")
+    ev.add_argument("--torch-threads", type=int, default=1, help=TORCH_THREADS_HELP)
     ev.add_argument("--sample", type=int, default=None,
                     help="evaluate K episodes spread evenly over the split (every house), "
                          "the same K for every agent")
@@ -82,6 +86,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ro.add_argument("--seed", type=int, default=0)
     ro.add_argument("--backend-config", default=None)
     ro.add_argument("--fps", type=int, default=8)
+    ro.add_argument("--torch-threads", type=int, default=1, help=TORCH_THREADS_HELP)
     ro.set_defaults(func=_handler("eval.video:cli_rollout"))
 
 

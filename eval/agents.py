@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -175,6 +174,17 @@ def train_action_statistics(data_dir: str) -> Tuple[np.ndarray, float]:
         counts += np.bincount(np.asarray(entry["actions"], dtype=np.int64), minlength=NUM_ACTIONS)
         forwards.append(entry["forward_steps"])
     return counts / counts.sum(), float(np.mean(forwards))
+
+
+def limit_torch_threads(agent_spec: str, threads: int) -> None:
+    """For a checkpoint agent, torch's intra-op threads (a CLI's ``--torch-threads``).
+
+    The environment workers run beside the policy: on a small machine one thread is several
+    times faster than torch's default of one per core. Baseline agents never import torch."""
+    if agent_spec.endswith(".pt"):
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
 
 
 def make_agent(spec: str, num_slots: int, data_dir: str, seed: int = 0):

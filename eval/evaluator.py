@@ -272,9 +272,10 @@ def format_aggregate(stats: Dict[str, Any]) -> str:
 
 
 def cli_eval(args) -> int:
-    from eval.agents import make_agent
+    from eval.agents import limit_torch_threads, make_agent
 
     is_checkpoint = args.agent.endswith(".pt")
+    limit_torch_threads(args.agent, args.torch_threads)
     data_dir = args.data if is_checkpoint else resolve_data_dir(args.data, args.backend_config)
     agent = make_agent(args.agent, args.num_envs, data_dir, seed=args.seed)
     data_dir = resolve_data_dir(data_dir, args.backend_config, agent)

@@ -106,11 +106,10 @@ def record_episode(agent, envs, episode: Dict[str, Any], gt: Dict[str, Any],
 def cli_rollout(args) -> int:
     from agent.datasets.episodes import load_gt, load_split, split_paths
     from agent.envs.vector_env import VectorEnv
-    from eval.agents import make_agent
-    from eval.evaluator import load_backend_config
+    from eval.agents import limit_torch_threads, make_agent
+    from eval.evaluator import load_backend_config, resolve_data_dir
 
-    from eval.evaluator import resolve_data_dir
-
+    limit_torch_threads(args.agent, args.torch_threads)
     agent = make_agent(args.agent, 1, args.data, seed=args.seed)
     args.data = resolve_data_dir(args.data, args.backend_config, agent)
     ep_path, gt_path = split_paths(args.data, args.split)
