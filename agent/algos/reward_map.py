@@ -284,13 +284,14 @@ def trajectory_scores(reward_net: torch.nn.Module, trajectories: Sequence[Trajec
 
 
 def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optional[str] = None,
-                            max_episodes: Optional[int] = None, num_envs: int = 2,
-                            in_process: bool = False) -> Dict[str, float]:
+                            max_episodes: Optional[int] = None, sample: Optional[int] = None,
+                            num_envs: int = 2, in_process: bool = False) -> Dict[str, float]:
     """Does the learned reward carry the instruction? On ``split`` (held-out episodes), the
     share of (episode, misaligned instruction) pairs for which the expert trajectory scores
     higher (:func:`trajectory_scores`) with its own instruction than with the misaligned
     one (misaligned: :func:`agent.algos.adversarial.misaligned_candidates`, the training
-    rules). Also ``mean_margin`` (own − misaligned score) and the counts."""
+    rules). Also ``mean_margin`` (own − misaligned score) and the counts. ``sample``: K
+    episodes spread over the split's houses; ``max_episodes``: the first K."""
     from agent.algos.adversarial import ExpertTrajectories, misaligned_candidates, padded_tokens
     from agent.algos.features import (ObservationFeaturizer, expert_store_path,
                                       record_expert_episodes, render_identity, rgb_encoder_name)
@@ -303,6 +304,10 @@ def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optio
     data_dir = data_dir or model["checkpoint"]["data_dir"]
     episodes_path, gt_path = split_paths(data_dir, split)
     episodes, _ = load_split(episodes_path)
+    if sample:  # spread over every house of the split (eval.evaluator.evenly_spaced)
+        from eval.evaluator import evenly_spaced
+
+        episodes = evenly_spaced(episodes, sample)
     episodes = episodes[:max_episodes] if max_episodes else episodes
     gt = load_gt(gt_path)
     rl = cfg.rl.discriminator
