@@ -284,6 +284,8 @@ def cli_eval(args) -> int:
     backend_cfg.update(getattr(agent, "backend_overrides", {}) or {})
     name = args.name or getattr(agent, "name", None) or os.path.basename(args.agent)
     meta = dict(getattr(agent, "run_meta", {}) or {})
+    if args.name:  # the checkpoint's run name otherwise (its run_meta)
+        meta["method"] = args.name
     for split in args.split.split(","):
         stats = evaluate_split(agent, name, data_dir, split, args.out, backend_cfg=backend_cfg,
                                num_envs=args.num_envs, max_episodes=args.max_episodes,

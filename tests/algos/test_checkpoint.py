@@ -211,3 +211,9 @@ def test_langnav_eval_runs_from_the_checkpoint_alone(saved, tmp_path):
     assert stats["agent"] == "stopper" and stats["aggregate"]["num_episodes"] == 2
     assert stats["run"]["training_frames"] == 120 and stats["run"]["wall_time_s"] == 12.5
     assert all(ep["trajectory"]["actions"] == [STOP] for ep in stats["episodes"].values())
+    assert stats["run"]["method"] == "stopper"  # the checkpoint's run name
+    # --name renames the report row (e.g. for a control evaluated from the same checkpoint)
+    assert main(["eval", "--agent", path, "--split", "val_seen", "--max-episodes", "1",
+                 "--num-envs", "1", "--out", str(tmp_path / "named"), "--name", "renamed"]) == 0
+    with open(tmp_path / "named" / "stats_val_seen.json") as f:
+        assert json.load(f)["run"]["method"] == "renamed"
