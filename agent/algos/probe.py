@@ -107,15 +107,15 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
         trainer.close()
     ids = [str(item["episode_id"]) for item in items]
     own_tokens = [item["instruction_tokens"].numpy() for item in items]
+    # (collate_episodes pads instructions of different lengths)
     swapped = [np.asarray(shuffled[i]["instruction"]["instruction_tokens"], dtype=np.int64)
                for i in ids]
-    swapped = [np.pad(t, (0, max(0, len(o) - len(t))))[:max(len(o), len(t))]
-               for t, o in zip(swapped, own_tokens)]
     own = teacher_forced_scores(policy, items, own_tokens)
     other = teacher_forced_scores(policy, items, swapped)
     houses = [house_of(shuffled[i]) for i in ids]
     delta, lo, hi = paired_delta_ci(other["nll"], own["nll"], houses, seed=seed)
-    changed = sum(not np.array_equal(a, b) for a, b in zip(own_tokens, swapped))
+    changed = sum(not np.array_equal(np.trim_zeros(a, "b"), np.trim_zeros(b, "b"))
+                  for a, b in zip(own_tokens, swapped))
     return {
         "checkpoint": os.path.abspath(checkpoint_path), "split": split, "episodes": len(ids),
         "houses": len(set(houses)), "instructions_changed": int(changed),
