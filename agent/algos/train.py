@@ -18,7 +18,7 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 from agent.algos.config import TrainConfig, backend_config_of, load_train_config, resolved_out_dir
-from agent.io_utils import write_json_atomic
+from agent.io_utils import atomic_output, write_json_atomic
 
 log = logging.getLogger("langnav.train")
 
@@ -127,9 +127,9 @@ def evaluate_run(cfg: TrainConfig) -> Dict[str, Any]:
 
 
 def _copy_atomic(src: str, dst: str) -> None:
-    tmp = f"{dst}.tmp{os.getpid()}"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    """Copy ``src`` to ``dst`` through io_utils.atomic_output (never a half-written dst)."""
+    with open(src, "rb") as source, atomic_output(dst) as target:
+        shutil.copyfileobj(source, target)
 
 
 # --------------------------------------------------------------------------- entry points
