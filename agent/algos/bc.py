@@ -99,7 +99,15 @@ class BCTrainer(BaseTrainer):
                                  raw_rgb=not self.policy.rgb_encoder.freeze)
 
     def ensure_expert_data(self) -> List[str]:
-        """Record the training episodes not yet in the expert store -> their record keys."""
+        """Record the training episodes not yet in the expert store -> their record keys;
+        the training frames are the expert store's frames of those episodes."""
+        keys, frames = self.record_expert_data()
+        self.counters.training_frames = frames
+        return keys
+
+    def record_expert_data(self) -> Tuple[List[str], int]:
+        """Record the training episodes not yet in the expert store -> (their record keys,
+        their frames)."""
         from agent.algos.features import record_expert_episodes
         from agent.datasets.trajectory_store import TrajectoryStore
 
@@ -117,8 +125,7 @@ class BCTrainer(BaseTrainer):
                                   "episodes": stats.episodes}, prefix="collect/")
             keys = [store.key_of(str(ep["episode_id"])) for ep in self.episodes]
             lengths = dict(zip(store.keys(), store.lengths()))
-        self.counters.training_frames = int(sum(lengths[k] for k in keys))
-        return keys
+        return keys, int(sum(lengths[k] for k in keys))
 
     # ------------------------------------------------------------------ updates
     def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:

@@ -116,10 +116,9 @@ class DAggerTrainer(BCTrainer):
     def expert_keys(self) -> List[str]:
         """The expert store's records of the training episodes (recording any missing)."""
         if self._expert_keys is None:
-            own_frames = self.counters.training_frames
-            self._expert_keys = self.ensure_expert_data()
-            self._expert_frames = self.counters.training_frames
-            self.counters.training_frames = max(own_frames, self._expert_frames)
+            self._expert_keys, self._expert_frames = self.record_expert_data()
+            self.counters.training_frames = max(self.counters.training_frames,
+                                                self._expert_frames)
         return self._expert_keys
 
     # ------------------------------------------------------------------ phases
