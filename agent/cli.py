@@ -105,6 +105,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("--out", required=True)
     rm.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_map"))
 
+    rr = sub.add_parser("reward-rank", help="does the learned reward carry the instruction? "
+                                            "own vs misaligned instruction on expert paths")
+    rr.add_argument("--checkpoint", required=True, help="a GAIL/AIRL checkpoint (.pt or run dir)")
+    rr.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
+    rr.add_argument("--split", default="val_unseen")
+    rr.add_argument("--sample", type=int, default=200,
+                    help="expert episodes spread over the split's houses (0 = all)")
+    rr.add_argument("--max-episodes", type=int, default=None,
+                    help="only the split's first K episodes (after --sample)")
+    rr.add_argument("--num-envs", type=int, default=2, help="recording worker processes")
+    rr.add_argument("--torch-threads", type=int, default=1)
+    rr.add_argument("--out", default=None, help="also write the result as JSON here")
+    rr.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_rank"))
+
     pr = sub.add_parser("probe", help="teacher-forced check that a checkpoint reads the "
                                       "instruction (own vs shuffled, no rollouts)")
     pr.add_argument("--checkpoint", required=True)

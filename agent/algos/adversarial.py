@@ -34,7 +34,12 @@ Hooks a variant overrides (``gail.py``, ``airl.py``):
 * :attr:`needs_policy_log_probs` — whether π(a|s,g) is recomputed over discriminator samples;
 * :attr:`uses_shaping` — whether the reward network has the potential head h(s, g).
 
-Schedule: ``adversarial.warmup_disc_rounds`` discriminator rounds (a rollout and
+Schedule: optionally ``adversarial.pretrain_disc_updates`` steps of **alignment
+pre-training** first — expert and misaligned pairs of the expert store only (no rollouts,
+``discriminator.pretrain_batch_size`` of each per step): on the default houses a few hundred
+mixed rounds never taught the reward which instruction a path follows (its ranking accuracy
+stayed at chance), because telling the BC agent from the expert is the easier task. Then
+``adversarial.warmup_disc_rounds`` discriminator rounds (a rollout and
 ``warmup_updates_per_round`` steps each) on the initial policy (warm-started from a BC
 checkpoint with ``rl.init_from``), then per iteration a rollout, a discriminator round
 every ``policy_updates_per_disc_round`` iterations, and a PPO update — the first
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -278,6 +284,7 @@ class AdversarialTrainer(BaseTrainer):
         self.agent_pool: Deque[List[EpisodeTrace]] = collections.deque(
             maxlen=rl.discriminator.agent_buffer_rollouts)
         self.disc_rounds = 0
+        self.disc_pretrain_updates = 0
         self.iterations = 0
         self.collector: Optional[RolloutCollector] = None
         self.expert: Optional[ExpertTrajectories] = None
@@ -327,10 +334,11 @@ class AdversarialTrainer(BaseTrainer):
     # ------------------------------------------------------------------ state
     def trainer_state(self) -> Dict[str, Any]:
         return {"disc_rounds": self.disc_rounds, "iterations": self.iterations,
-                "method": self.method_name}
+                "disc_pretrain_updates": self.disc_pretrain_updates, "method": self.method_name}
 
     def load_trainer_state(self, state: Mapping[str, Any]) -> None:
         self.disc_rounds = int(state["disc_rounds"])
+        self.disc_pretrain_updates = int(state.get("disc_pretrain_updates", 0))
         self.iterations = int(state["iterations"])
 
     def extra_state(self) -> Dict[str, Any]:
@@ -407,9 +415,11 @@ class AdversarialTrainer(BaseTrainer):
         self.resume()
 
     # ------------------------------------------------------------------ discriminator
-    def sample_discriminator_batch(self) -> Tuple[SequenceBatch, torch.Tensor]:
-        """``batch_size`` expert pairs, agent episodes and misaligned pairs -> (batch, kinds)."""
-        size = self.config.rl.discriminator.batch_size
+    def sample_discriminator_batch(self, size: Optional[int] = None, *, agent_examples: bool = True
+                                   ) -> Tuple[SequenceBatch, torch.Tensor]:
+        """``size`` (default ``batch_size``) expert pairs, agent episodes (unless
+        ``agent_examples`` is False) and misaligned pairs -> (batch, kinds)."""
+        size = self.config.rl.discriminator.batch_size if size is None else int(size)
         g = self.disc_generator
         ids = self.expert.episode_ids
         examples: List[Trajectory] = []
@@ -417,10 +427,10 @@ class AdversarialTrainer(BaseTrainer):
         for i in torch.randint(len(ids), (size,), generator=g).tolist():
             examples.append(self.expert.trajectory(ids[i]))
             kinds.append(EXPERT)
-        agent = [trace for rollout in self.agent_pool for trace in rollout]
-        if not agent:  # nothing finished yet: the episodes in progress are agent data too
+        agent = [trace for rollout in self.agent_pool for trace in rollout] if agent_examples else []
+        if agent_examples and not agent:  # nothing finished yet: episodes in progress count
             agent = [trace for trace in self.collector.traces if trace.length > 0]
-        for i in torch.randint(len(agent), (size,), generator=g).tolist():
+        for i in torch.randint(len(agent), (size,), generator=g).tolist() if agent else []:
             examples.append(agent[i].trajectory())
             kinds.append(AGENT)
         pairable = [e for e in ids if self.misaligned.get(e)]
@@ -442,15 +452,21 @@ class AdversarialTrainer(BaseTrainer):
         step_logits, absorbing_logits = self.discriminator_logits(outputs, batch, log_probs)
         return step_logits, absorbing_logits, outputs
 
-    def train_discriminator(self, num_updates: Optional[int] = None) -> Dict[str, float]:
+    def train_discriminator(self, num_updates: Optional[int] = None, *,
+                            pretraining: bool = False) -> Dict[str, float]:
         """One round: ``num_updates`` (default ``updates_per_round``) Adam steps on fresh
-        batches -> mean metrics."""
+        batches -> mean metrics. ``pretraining``: expert vs misaligned pairs only
+        (``pretrain_batch_size`` each), counted in ``disc_pretrain_updates``, not a round."""
         cfg = self.config.rl.discriminator
         num_updates = cfg.updates_per_round if num_updates is None else int(num_updates)
         self.reward_net.train()
         totals: Dict[str, float] = collections.defaultdict(float)
         for _ in range(num_updates):
-            batch, kinds = self.sample_discriminator_batch()
+            if pretraining:
+                batch, kinds = self.sample_discriminator_batch(cfg.pretrain_batch_size,
+                                                               agent_examples=False)
+            else:
+                batch, kinds = self.sample_discriminator_batch()
             step_logits, absorbing_logits, _ = self.discriminate(batch)
             loss, metrics = discriminator_loss(
                 step_logits, absorbing_logits, batch, kinds,
@@ -464,7 +480,8 @@ class AdversarialTrainer(BaseTrainer):
             self.disc_optimizer.step()
             for key, value in metrics.items():
                 totals[key] += value / num_updates
-        self.disc_rounds += 1
+            self.disc_pretrain_updates += int(pretraining)
+        self.disc_rounds += int(not pretraining)
         return dict(totals)
 
     # ------------------------------------------------------------------ policy
@@ -550,6 +567,37 @@ class AdversarialTrainer(BaseTrainer):
         self.iterations += 1
         return metrics
 
+    def pretrain_discriminator(self, chunk: int = 25) -> None:
+        """Alignment pre-training (``adversarial.pretrain_disc_updates`` steps on expert vs
+        misaligned pairs, no rollouts), logged under ``disc_pretrain/`` every ``chunk``
+        steps; a checkpoint at the end (and every ``checkpoint_interval`` chunks), so a
+        killed run resumes without repeating it."""
+        total = self.config.rl.adversarial.pretrain_disc_updates
+        if not self.learned_reward or self.counters.updates > 0 or self.disc_pretrain_updates >= total:
+            return
+        if not any(self.misaligned.get(e) for e in self.expert.episode_ids):
+            raise ValueError("rl.adversarial.pretrain_disc_updates > 0 needs misaligned pairs, "
+                             "and no training episode has one (see rl.discriminator.misaligned_*)")
+        chunks = 0
+        with self.progress(total, f"{self.method_name} reward alignment pre-training",
+                           initial=self.disc_pretrain_updates, unit="step") as bar:
+            while self.disc_pretrain_updates < total:
+                steps = min(chunk, total - self.disc_pretrain_updates)
+                metrics = self.train_discriminator(steps, pretraining=True)
+                self.log_scalars(metrics, prefix="disc_pretrain/", step=self.disc_pretrain_updates)
+                with open(os.path.join(self.out_dir, "train_log.jsonl"), "a") as f:
+                    f.write(json.dumps({"phase": "disc_pretrain", "step": self.disc_pretrain_updates,
+                                        **{k: float(v) for k, v in metrics.items()}}) + "\n")
+                bar.update(steps)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}",
+                                misaligned=f"{metrics.get('accuracy_misaligned', float('nan')):.2f}")
+                chunks += 1
+                if chunks % self.config.checkpoint_interval == 0 and self.disc_pretrain_updates < total:
+                    self.save()
+        log.info("%s: reward alignment pre-training done (%d steps): %s", self.method_name,
+                 total, ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
+        self.save()
+
     def warmup_discriminator(self) -> None:
         """Discriminator rounds on rollouts of the initial (BC) policy, before any PPO update."""
         warmup = self.config.rl.adversarial.warmup_disc_rounds
@@ -576,6 +624,7 @@ class AdversarialTrainer(BaseTrainer):
         self.writer.add_text("run/method", f"{self.method_name}: {reward} reward",
                              self.global_step())
         try:
+            self.pretrain_discriminator()
             self.warmup_discriminator()
             with self.progress(total, self.method_name, initial=self.counters.training_frames,
                                unit="frame") as bar:

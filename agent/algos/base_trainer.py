@@ -177,9 +177,11 @@ class BaseTrainer:
                                          purge_step=purge)
         return self._writer
 
-    def log_scalars(self, metrics: Mapping[str, Any], prefix: str = "train/") -> None:
-        """Scalars ``prefix + name`` at :meth:`global_step` (non-numbers are skipped)."""
-        step = self.global_step()
+    def log_scalars(self, metrics: Mapping[str, Any], prefix: str = "train/",
+                    step: Optional[int] = None) -> None:
+        """Scalars ``prefix + name`` at ``step`` (default :meth:`global_step`; non-numbers
+        are skipped)."""
+        step = self.global_step() if step is None else int(step)
         for name, value in metrics.items():
             if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
                 self.writer.add_scalar(prefix + name, float(value), step)

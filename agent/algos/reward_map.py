@@ -299,6 +299,9 @@ def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optio
     from agent.datasets.trajectory_store import TrajectoryStore
     from agent.envs.vector_env import VectorEnv
 
+    from agent.algos.base_trainer import resolve_checkpoint_path
+
+    checkpoint_path = resolve_checkpoint_path(checkpoint_path, key="--checkpoint")
     model = load_reward_model(checkpoint_path)
     cfg = model["config"]
     data_dir = data_dir or model["checkpoint"]["data_dir"]
@@ -343,5 +346,31 @@ def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optio
     own_scores = trajectory_scores(model["reward_net"], own, gamma)
     other_scores = trajectory_scores(model["reward_net"], others, gamma)
     margins = own_scores[np.asarray(pair_of)] - other_scores
-    return {"ranking_accuracy": float((margins > 0).mean()), "mean_margin": float(margins.mean()),
-            "pairs": float(len(margins)), "episodes": float(len(episodes))}
+    from agent.datasets.episodes import house_of
+    from eval.statistics import bootstrap_ci
+
+    houses = [house_of(episodes[i]) for i in pair_of]
+    _, lo, hi = bootstrap_ci((margins > 0).astype(np.float64), houses)
+    return {"ranking_accuracy": float((margins > 0).mean()), "ranking_accuracy_ci": [lo, hi],
+            "mean_margin": float(margins.mean()), "pairs": float(len(margins)),
+            "episodes": float(len(episodes)), "houses": float(len(set(houses))),
+            "split": split, "checkpoint": os.path.abspath(checkpoint_path)}
+
+
+def cli_reward_rank(args: Any) -> int:
+    """``langnav reward-rank --checkpoint PATH [--split S --sample K --out FILE.json]``."""
+    from agent.io_utils import write_json_atomic
+
+    torch.set_num_threads(max(1, int(args.torch_threads)))
+    result = reward_ranking_accuracy(args.checkpoint, args.split, data_dir=args.data,
+                                     sample=args.sample or None, max_episodes=args.max_episodes,
+                                     num_envs=args.num_envs)
+    lo, hi = result["ranking_accuracy_ci"]
+    print(f"{args.split}: the reward ranks the own instruction above a misaligned one on "
+          f"{result['ranking_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] of {int(result['pairs'])} pairs "
+          f"({int(result['episodes'])} episodes, {int(result['houses'])} houses; chance 0.5); "
+          f"mean margin {result['mean_margin']:+.4f}")
+    if args.out:
+        write_json_atomic(args.out, result)
+        print(f"wrote {args.out}")
+    return 0

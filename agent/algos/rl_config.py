@@ -87,6 +87,9 @@ class DiscriminatorConfig:
         0.5, help="a misaligned instruction's path has nDTW at most this to the true path")
     agent_buffer_rollouts: int = config_field(
         4, help="most recent rollouts kept as agent negatives")
+    pretrain_batch_size: int = config_field(
+        16, help="sequences per example type (expert / misaligned) in an alignment "
+                 "pre-training batch (adversarial.pretrain_disc_updates)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,10 @@ class AdversarialConfig:
     """Alternation of discriminator and PPO updates."""
 
     total_env_frames: int = config_field(100_000, help="environment steps to train for")
+    pretrain_disc_updates: int = config_field(
+        0, help="alignment pre-training: discriminator steps on expert vs misaligned pairs of "
+                "the expert store only (no rollouts), before the warm-up; teaches the reward "
+                "which instruction a path follows before it meets the policy")
     warmup_disc_rounds: int = config_field(
         10, help="discriminator rounds on rollouts of the initial (BC) policy before PPO starts")
     warmup_updates_per_round: int = config_field(

@@ -107,6 +107,73 @@ def test_discriminator_separates_expert_from_misaligned_pairs(tiny_dataset, feat
     assert ranking["ranking_accuracy"] > 0.9 and ranking["mean_margin"] > 0, ranking
 
 
+def test_alignment_pretraining_teaches_the_reward_from_the_expert_store_alone(
+        tiny_dataset, feature_dir, tmp_path):
+    """rl.adversarial.pretrain_disc_updates: expert vs misaligned pairs only, no environment
+    step and no agent example; logged, checkpointed, and not repeated after a resume."""
+    import json
+
+    out_dir = tmp_path / "run"
+    extra = ("rl.adversarial.pretrain_disc_updates=120", "rl.discriminator.pretrain_batch_size=6",
+             "rl.discriminator.lr=3e-3", "total_updates=0")
+    trainer = build_trainer(small_config("gail", tiny_dataset, str(out_dir), feature_dir, *extra))
+    trainer.setup()
+    ids = trainer.expert.episode_ids
+    batch, kinds = trainer.sample_discriminator_batch(6, agent_examples=False)
+    assert set(kinds.tolist()) == {EXPERT, MISALIGNED}  # no agent example is asked for
+    pairs = [trainer.expert.trajectory(e) for e in ids] + [
+        trainer.expert.trajectory(e).with_instruction(
+            padded_tokens(trainer.episode_by_id[o]["instruction"]["instruction_tokens"]))
+        for e in ids for o in trainer.misaligned[e]]
+    pair_batch = collate_trajectories(pairs)
+    pair_kinds = torch.tensor([EXPERT] * len(ids) + [MISALIGNED] * (len(pairs) - len(ids)))
+
+    def accuracy():
+        with torch.no_grad():
+            step_logits, absorbing_logits, _ = trainer.discriminate(pair_batch)
+            return discriminator_loss(step_logits, absorbing_logits, pair_batch, pair_kinds,
+                                      misaligned_weight=1.0)[1]
+
+    before = accuracy()
+    trainer.pretrain_discriminator(chunk=40)
+    after = accuracy()
+    assert trainer.counters.training_frames == 0 and trainer.counters.updates == 0
+    assert trainer.disc_rounds == 0 and trainer.disc_pretrain_updates == 120
+    assert not trainer.agent_pool  # no rollout was collected
+    assert min(before["accuracy_expert"], before["accuracy_misaligned"]) < 0.9
+    assert after["accuracy_expert"] > 0.9 and after["accuracy_misaligned"] > 0.9, after
+    logged = [json.loads(line) for line in open(out_dir / "train_log.jsonl")]
+    assert [e["step"] for e in logged if e.get("phase") == "disc_pretrain"] == [40, 80, 120]
+    weights = {k: v.clone() for k, v in trainer.reward_net.state_dict().items()}
+    trainer.close_envs()
+
+    again = build_trainer(small_config("gail", tiny_dataset, str(out_dir), feature_dir, *extra))
+    again.setup()  # resumes the checkpoint written at the end of pre-training
+    assert again.disc_pretrain_updates == 120
+    again.pretrain_discriminator()
+    assert again.disc_pretrain_updates == 120
+    for key, value in again.reward_net.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    again.close_envs()
+
+    # `langnav reward-rank` on the run directory: the pre-trained reward ranks the own
+    # instruction first on these training pairs, with a house-clustered interval
+    import subprocess
+    import sys
+
+    out = tmp_path / "rank.json"
+    cmd = [sys.executable, "-m", "agent.cli", "reward-rank", "--checkpoint", str(out_dir),
+           "--split", "train", "--sample", "0", "--max-episodes", str(len(ids)),
+           "--num-envs", "1", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ranks the own instruction above a misaligned one" in done.stdout
+    ranking = json.loads(out.read_text())
+    assert ranking["pairs"] == len(pairs) - len(ids)
+    lo, hi = ranking["ranking_accuracy_ci"]
+    assert 0.9 < ranking["ranking_accuracy"] and lo <= ranking["ranking_accuracy"] <= hi
+
+
 def _rewards_by_hand(trainer, buffer, policy_reward):
     """Each rollout episode alone through the reward network; the reward of step k is
     policy_reward(r, h, k, trajectory) (+ γ/(1−γ) · absorbing after STOP)."""
