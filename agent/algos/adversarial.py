@@ -295,6 +295,8 @@ class AdversarialTrainer(BaseTrainer):
             max_ndtw=rl.discriminator.misaligned_max_ndtw) if self.learned_reward else {}
         if rl.init_from:
             self.warm_start(rl.init_from, key="rl.init_from")
+        if rl.reward.encoders_from_policy:
+            self.copy_policy_encoders()
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "AdversarialTrainer":
@@ -307,6 +309,20 @@ class AdversarialTrainer(BaseTrainer):
         reward_net = LanguageRewardNet.from_config(cfg.model, reward_cfg, vocab)
         return cls(config=cfg, policy=policy, vocab=vocab, reward_net=reward_net,
                    episodes=episodes, gt=gt)
+
+    def copy_policy_encoders(self) -> None:
+        """``rl.reward.encoders_from_policy``: the reward network's instruction, RGB and
+        depth encoders start as copies of the policy's (e.g. the BC warm start's grounded
+        text encoder); separate parameters, trained by the discriminator alone. A resumed
+        run then loads the reward network's own weights over these."""
+        for name in ("instruction_encoder", "rgb_encoder", "depth_encoder"):
+            source, target = getattr(self.policy, name), getattr(self.reward_net, name)
+            try:
+                target.load_state_dict(source.state_dict())
+            except RuntimeError as error:
+                raise ValueError(f"rl.reward.encoders_from_policy: the policy's {name} does not "
+                                 f"fit the reward network's ({error})") from None
+        log.info("%s: reward encoders copied from the policy", self.config.name)
 
     @classmethod
     def method_name_of(cls, cfg: TrainConfig) -> str:

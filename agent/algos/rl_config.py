@@ -64,6 +64,9 @@ class RewardNetConfig:
         True, help="AIRL: learn a shaping potential h(s, g) besides r(s, a, g)")
     absorbing_state: bool = config_field(
         True, help="learn the reward of the absorbing state after STOP (DAC)")
+    encoders_from_policy: bool = config_field(
+        False, help="start the reward network's instruction, RGB and depth encoders as copies "
+                    "of the (warm-started) policy's; they stay its own weights afterwards")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,6 +174,31 @@ def test_alignment_pretraining_teaches_the_reward_from_the_expert_store_alone(
     assert 0.9 < ranking["ranking_accuracy"] and lo <= ranking["ranking_accuracy"] <= hi
 
 
+def test_reward_encoders_can_start_as_copies_of_the_policys(tiny_dataset, feature_dir, tmp_path):
+    cfg = small_config("airl", tiny_dataset, str(tmp_path / "run"), feature_dir,
+                       "rl.reward.encoders_from_policy=true", "rl.discriminator.lr=1e-2")
+    trainer = build_trainer(cfg)
+    names = ("instruction_encoder", "rgb_encoder", "depth_encoder")
+    policy_before = {n: {k: v.clone() for k, v in getattr(trainer.policy, n).state_dict().items()}
+                     for n in names}
+    for name in names:
+        mine = getattr(trainer.reward_net, name).state_dict()
+        assert mine.keys() == policy_before[name].keys()
+        for key, value in mine.items():
+            assert torch.equal(value, policy_before[name][key]), (name, key)
+    trainer.setup()
+    trainer.collect()
+    trainer.train_discriminator(3)  # own parameters: the policy's encoders do not move
+    moved = False
+    for name in names:
+        for key, value in getattr(trainer.policy, name).state_dict().items():
+            assert torch.equal(value, policy_before[name][key]), (name, key)
+        moved |= any(not torch.equal(v, policy_before[name][k])
+                     for k, v in getattr(trainer.reward_net, name).state_dict().items())
+    assert moved
+    trainer.close_envs()
+
+
 def _rewards_by_hand(trainer, buffer, policy_reward):
     """Each rollout episode alone through the reward network; the reward of step k is
     policy_reward(r, h, k, trajectory) (+ γ/(1−γ) · absorbing after STOP)."""
