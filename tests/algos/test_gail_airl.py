@@ -68,14 +68,9 @@ def test_misaligned_candidates_follow_the_rules(train_split):
     assert rejected_near + rejected_similar > 0  # the rules did exclude something here
 
 
-@pytest.mark.parametrize("trainer_name", ["airl", "gail"])
-def test_discriminator_separates_expert_from_misaligned_pairs(tiny_dataset, feature_dir,
-                                                              tmp_path, trainer_name):
-    cfg = small_config(trainer_name, tiny_dataset, str(tmp_path / "run"), feature_dir,
-                       "rl.discriminator.lr=3e-3", "rl.discriminator.batch_size=6")
-    trainer = build_trainer(cfg)
-    trainer.setup()
-    trainer.collect()  # agent negatives from the initial policy
+def pair_accuracy(trainer):
+    """Every expert pair and every misaligned pair of the trainer's episodes -> (a function
+    giving D's per-kind metrics on them, the number of misaligned pairs)."""
     ids = trainer.expert.episode_ids
     expert = [trainer.expert.trajectory(e) for e in ids]
     misaligned = [trainer.expert.trajectory(e).with_instruction(
@@ -91,6 +86,19 @@ def test_discriminator_separates_expert_from_misaligned_pairs(tiny_dataset, feat
             return discriminator_loss(step_logits, absorbing_logits, batch, kinds,
                                       misaligned_weight=1.0)[1]
 
+    return accuracy, len(misaligned)
+
+
+@pytest.mark.parametrize("trainer_name", ["airl", "gail"])
+def test_discriminator_separates_expert_from_misaligned_pairs(tiny_dataset, feature_dir,
+                                                              tmp_path, trainer_name):
+    cfg = small_config(trainer_name, tiny_dataset, str(tmp_path / "run"), feature_dir,
+                       "rl.discriminator.lr=3e-3", "rl.discriminator.batch_size=6")
+    trainer = build_trainer(cfg)
+    trainer.setup()
+    trainer.collect()  # agent negatives from the initial policy
+    ids = trainer.expert.episode_ids
+    accuracy, num_misaligned = pair_accuracy(trainer)
     before = accuracy()
     for _ in range(130):
         metrics = trainer.train_discriminator()
@@ -103,7 +111,7 @@ def test_discriminator_separates_expert_from_misaligned_pairs(tiny_dataset, feat
     # the reward itself (f, without log π) ranks the true instruction first on these pairs
     ranking = reward_ranking_accuracy(checkpoint, "train", max_episodes=len(ids), num_envs=1,
                                       in_process=True)
-    assert ranking["pairs"] == len(misaligned)
+    assert ranking["pairs"] == num_misaligned
     assert ranking["ranking_accuracy"] > 0.9 and ranking["mean_margin"] > 0, ranking
 
 
@@ -121,19 +129,7 @@ def test_alignment_pretraining_teaches_the_reward_from_the_expert_store_alone(
     ids = trainer.expert.episode_ids
     batch, kinds = trainer.sample_discriminator_batch(6, agent_examples=False)
     assert set(kinds.tolist()) == {EXPERT, MISALIGNED}  # no agent example is asked for
-    pairs = [trainer.expert.trajectory(e) for e in ids] + [
-        trainer.expert.trajectory(e).with_instruction(
-            padded_tokens(trainer.episode_by_id[o]["instruction"]["instruction_tokens"]))
-        for e in ids for o in trainer.misaligned[e]]
-    pair_batch = collate_trajectories(pairs)
-    pair_kinds = torch.tensor([EXPERT] * len(ids) + [MISALIGNED] * (len(pairs) - len(ids)))
-
-    def accuracy():
-        with torch.no_grad():
-            step_logits, absorbing_logits, _ = trainer.discriminate(pair_batch)
-            return discriminator_loss(step_logits, absorbing_logits, pair_batch, pair_kinds,
-                                      misaligned_weight=1.0)[1]
-
+    accuracy, num_misaligned = pair_accuracy(trainer)
     before = accuracy()
     trainer.pretrain_discriminator(chunk=40)
     after = accuracy()
@@ -169,7 +165,7 @@ def test_alignment_pretraining_teaches_the_reward_from_the_expert_store_alone(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ranks the own instruction above a misaligned one" in done.stdout
     ranking = json.loads(out.read_text())
-    assert ranking["pairs"] == len(pairs) - len(ids)
+    assert ranking["pairs"] == num_misaligned
     lo, hi = ranking["ranking_accuracy_ci"]
     assert 0.9 < ranking["ranking_accuracy"] and lo <= ranking["ranking_accuracy"] <= hi
 
