@@ -295,11 +295,11 @@ def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optio
     from agent.algos.adversarial import ExpertTrajectories, misaligned_candidates, padded_tokens
     from agent.algos.features import (ObservationFeaturizer, expert_store_path,
                                       record_expert_episodes, render_identity, rgb_encoder_name)
-    from agent.datasets.episodes import load_gt, load_split, split_paths
+    from agent.algos.base_trainer import resolve_checkpoint_path
+    from agent.datasets.episodes import house_of, load_gt, load_split, split_paths
     from agent.datasets.trajectory_store import TrajectoryStore
     from agent.envs.vector_env import VectorEnv
-
-    from agent.algos.base_trainer import resolve_checkpoint_path
+    from eval.statistics import bootstrap_ci
 
     checkpoint_path = resolve_checkpoint_path(checkpoint_path, key="--checkpoint")
     model = load_reward_model(checkpoint_path)
@@ -346,9 +346,6 @@ def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optio
     own_scores = trajectory_scores(model["reward_net"], own, gamma)
     other_scores = trajectory_scores(model["reward_net"], others, gamma)
     margins = own_scores[np.asarray(pair_of)] - other_scores
-    from agent.datasets.episodes import house_of
-    from eval.statistics import bootstrap_ci
-
     houses = [house_of(episodes[i]) for i in pair_of]
     _, lo, hi = bootstrap_ci((margins > 0).astype(np.float64), houses)
     return {"ranking_accuracy": float((margins > 0).mean()), "ranking_accuracy_ci": [lo, hi],
