@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -601,9 +600,8 @@ class AdversarialTrainer(BaseTrainer):
                 steps = min(chunk, total - self.disc_pretrain_updates)
                 metrics = self.train_discriminator(steps, pretraining=True)
                 self.log_scalars(metrics, prefix="disc_pretrain/", step=self.disc_pretrain_updates)
-                with open(os.path.join(self.out_dir, "train_log.jsonl"), "a") as f:
-                    f.write(json.dumps({"phase": "disc_pretrain", "step": self.disc_pretrain_updates,
-                                        **{k: float(v) for k, v in metrics.items()}}) + "\n")
+                self.append_train_log({"phase": "disc_pretrain", "step": self.disc_pretrain_updates,
+                                       **{k: float(v) for k, v in metrics.items()}})
                 bar.update(steps)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}",
                                 misaligned=f"{metrics.get('accuracy_misaligned', float('nan')):.2f}")

@@ -198,9 +198,13 @@ class BaseTrainer:
             self.log_scalars(metrics)
             self.log_scalars({"updates": self.counters.updates,
                               "wall_time_s": self.wall_time_s}, prefix="progress/")
-            with open(os.path.join(self.out_dir, "train_log.jsonl"), "a") as f:
-                f.write(json.dumps(entry) + "\n")
+            self.append_train_log(entry)
         return entry
+
+    def append_train_log(self, entry: Mapping[str, Any]) -> None:
+        """One JSON line in ``out_dir/train_log.jsonl``."""
+        with open(os.path.join(self.out_dir, "train_log.jsonl"), "a") as f:
+            f.write(json.dumps(dict(entry)) + "\n")
 
     def check_finite(self, losses: Mapping[str, Any]) -> None:
         """Raise NonFiniteLossError naming the first NaN/inf loss and the update it is in."""
