@@ -62,13 +62,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agent.algos.base_trainer import BaseTrainer
+from agent.algos.base_trainer import BaseTrainer, resolve_checkpoint_path
+from agent.algos.checkpoint import CheckpointError, load_checkpoint
 from agent.algos.config import TrainConfig
 from agent.algos.ppo import PPO, ReturnNormalizer, RolloutBuffer
 from agent.algos.rollout import (
     EpisodeSampler, EpisodeTrace, RolloutCollector, SequenceBatch, Trajectory,
     collate_trajectories, episode_statistics, training_step_cap,
 )
+from agent.config import config_to_dict
 from agent.envs.base import INSTRUCTION_MAX_TOKENS, STOP
 from agent.models.reward import LanguageRewardNet, RewardOutputs
 
@@ -296,6 +298,8 @@ class AdversarialTrainer(BaseTrainer):
             self.warm_start(rl.init_from, key="rl.init_from")
         if rl.reward.encoders_from_policy:
             self.copy_policy_encoders()
+        if rl.reward.init_from:
+            self.reward_warm_start(rl.reward.init_from)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "AdversarialTrainer":
@@ -322,6 +326,44 @@ class AdversarialTrainer(BaseTrainer):
                 raise ValueError(f"rl.reward.encoders_from_policy: the policy's {name} does not "
                                  f"fit the reward network's ({error})") from None
         log.info("%s: reward encoders copied from the policy", self.config.name)
+
+    def reward_warm_start(self, path: str) -> str:
+        """``rl.reward.init_from``: the reward network, the discriminator's optimiser state
+        (with this run's lr and weight decay) and the number of alignment pre-training steps
+        of another run's checkpoint -> its path. That run must be the same trainer (GAIL's
+        f has no potential h) with the same vocabulary and encoder sections; the policy
+        section may differ (an instruction-blind control shares its partner's reward).
+        An AIRL source fitted f against its own policy's π. CheckpointError otherwise."""
+        key = "rl.reward.init_from"
+        path = resolve_checkpoint_path(path.format(seed=self.config.seed), key=key)
+        checkpoint = load_checkpoint(path)
+        extra = checkpoint.get("extra_state") or {}
+        if "reward_net" not in extra:
+            raise CheckpointError(f"{key}={path}: a {checkpoint['trainer']} checkpoint holds no "
+                                  f"reward network")
+        if checkpoint["trainer"] != self.trainer_name:
+            raise CheckpointError(f"{key}={path}: its reward is {checkpoint['trainer']}'s, this "
+                                  f"run is {self.trainer_name}")
+        if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
+            raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
+                                  f"is not this dataset's {self.vocab.sha1}")
+        theirs, mine = checkpoint["config"].get("model", {}), config_to_dict(self.config)["model"]
+        differ = [name for name in ("instruction_encoder", "rgb_encoder", "depth_encoder")
+                  if theirs.get(name) != mine[name]]
+        if differ:
+            raise CheckpointError(f"{key}={path}: its model.{differ[0]} differs from this run's")
+        try:
+            self.reward_net.load_checkpoint_state_dict(extra["reward_net"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{key}={path}: {error} (rl.reward sizes differ?)") from None
+        self.disc_optimizer.load_state_dict(extra["disc_optimizer"])
+        disc = self.config.rl.discriminator
+        for group in self.disc_optimizer.param_groups:
+            group["lr"], group["weight_decay"] = disc.lr, disc.weight_decay
+        self.disc_pretrain_updates = int(checkpoint["trainer_state"].get("disc_pretrain_updates", 0))
+        log.info("%s: reward network from %s (%d alignment pre-training steps)",
+                 self.config.name, path, self.disc_pretrain_updates)
+        return path
 
     @classmethod
     def method_name_of(cls, cfg: TrainConfig) -> str:

@@ -67,6 +67,11 @@ class RewardNetConfig:
     encoders_from_policy: bool = config_field(
         False, help="start the reward network's instruction, RGB and depth encoders as copies "
                     "of the (warm-started) policy's; they stay its own weights afterwards")
+    init_from: Optional[str] = config_field(
+        None, help="start the reward network, its optimiser state and its count of alignment "
+                   "pre-training steps from this checkpoint (.pt or run directory) of the same "
+                   "trainer (gail/airl) and encoders, e.g. one pre-trained reward shared by a "
+                   "run and its instruction-blind control; a resumed run keeps its own")
 
 
 @dataclasses.dataclass(frozen=True)

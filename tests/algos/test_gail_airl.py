@@ -13,6 +13,7 @@ from agent.algos.adversarial import (
     EXPERT, GT_REWARD_SUFFIX, MISALIGNED, discriminator_loss, misaligned_candidates,
     padded_tokens,
 )
+from agent.algos.checkpoint import CheckpointError
 from agent.algos.config import load_train_config
 from agent.algos.reward_map import reward_ranking_accuracy
 from agent.algos.train import build_trainer
@@ -151,6 +152,24 @@ def test_alignment_pretraining_teaches_the_reward_from_the_expert_store_alone(
     for key, value in again.reward_net.state_dict().items():
         assert torch.equal(value, weights[key]), key
     again.close_envs()
+
+    # rl.reward.init_from: an instruction-blind control in its own run directory starts from
+    # this pre-trained reward (weights, optimiser, pre-training steps) and does not pre-train
+    control = build_trainer(small_config(
+        "gail", tiny_dataset, str(tmp_path / "blind"), feature_dir, *extra,
+        "model.policy.instruction_blind=true", f"rl.reward.init_from={out_dir}"))
+    assert control.policy.instruction_blind and control.disc_pretrain_updates == 120
+    for key, value in control.reward_net.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    control.setup()
+    control.pretrain_discriminator()
+    assert control.disc_pretrain_updates == 120 and control.counters.training_frames == 0
+    for key, value in control.reward_net.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    control.close_envs()
+    with pytest.raises(CheckpointError, match="rl.reward.init_from=.*gail.*airl"):
+        build_trainer(small_config("airl", tiny_dataset, str(tmp_path / "airl"), feature_dir,
+                                   f"rl.reward.init_from={out_dir}"))
 
     # `langnav reward-rank` on the run directory: the pre-trained reward ranks the own
     # instruction first on these training pairs, with a house-clustered interval
