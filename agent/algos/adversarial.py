@@ -344,9 +344,7 @@ class AdversarialTrainer(BaseTrainer):
         if checkpoint["trainer"] != self.trainer_name:
             raise CheckpointError(f"{key}={path}: its reward is {checkpoint['trainer']}'s, this "
                                   f"run is {self.trainer_name}")
-        if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
-            raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
-                                  f"is not this dataset's {self.vocab.sha1}")
+        self.check_same_vocab(checkpoint, path, key)
         theirs, mine = checkpoint["config"].get("model", {}), config_to_dict(self.config)["model"]
         differ = [name for name in ("instruction_encoder", "rgb_encoder", "depth_encoder")
                   if theirs.get(name) != mine[name]]

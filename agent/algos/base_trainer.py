@@ -311,15 +311,19 @@ class BaseTrainer:
         Refuses (CheckpointError) another vocabulary or model section."""
         path = resolve_checkpoint_path(path.format(seed=self.config.seed), key=key)
         checkpoint = load_checkpoint(path)
-        if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
-            raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
-                                  f"is not this dataset's {self.vocab.sha1}")
+        self.check_same_vocab(checkpoint, path, key)
         if checkpoint["config"].get("model") != config_to_dict(self.config)["model"]:
             raise CheckpointError(f"{key}={path}: its model config differs from this "
                                   f"run's model section")
         self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
         log.info("%s: policy warm-started from %s", self.trainer_name, path)
         return path
+
+    def check_same_vocab(self, checkpoint: Mapping[str, Any], path: str, key: str) -> None:
+        """CheckpointError naming ``key`` if ``checkpoint`` was trained on another vocabulary."""
+        if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
+            raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
+                                  f"is not this dataset's {self.vocab.sha1}")
 
     def _check_same_run(self, checkpoint: Mapping[str, Any], path: str) -> None:
         mine = config_to_dict(self.config)
