@@ -62,8 +62,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agent.algos.base_trainer import BaseTrainer, resolve_checkpoint_path
-from agent.algos.checkpoint import CheckpointError, load_checkpoint
+from agent.algos.base_trainer import BaseTrainer
+from agent.algos.checkpoint import CheckpointError
 from agent.algos.config import TrainConfig
 from agent.algos.ppo import PPO, ReturnNormalizer, RolloutBuffer
 from agent.algos.rollout import (
@@ -335,8 +335,7 @@ class AdversarialTrainer(BaseTrainer):
         section may differ (an instruction-blind control shares its partner's reward).
         An AIRL source fitted f against its own policy's π. CheckpointError otherwise."""
         key = "rl.reward.init_from"
-        path = resolve_checkpoint_path(path.format(seed=self.config.seed), key=key)
-        checkpoint = load_checkpoint(path)
+        path, checkpoint = self.load_source_checkpoint(path, key)
         extra = checkpoint.get("extra_state") or {}
         if "reward_net" not in extra:
             raise CheckpointError(f"{key}={path}: a {checkpoint['trainer']} checkpoint holds no "
@@ -344,7 +343,6 @@ class AdversarialTrainer(BaseTrainer):
         if checkpoint["trainer"] != self.trainer_name:
             raise CheckpointError(f"{key}={path}: its reward is {checkpoint['trainer']}'s, this "
                                   f"run is {self.trainer_name}")
-        self.check_same_vocab(checkpoint, path, key)
         theirs, mine = checkpoint["config"].get("model", {}), config_to_dict(self.config)["model"]
         differ = [name for name in ("instruction_encoder", "rgb_encoder", "depth_encoder")
                   if theirs.get(name) != mine[name]]

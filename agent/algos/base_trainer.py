@@ -309,9 +309,7 @@ class BaseTrainer:
         ``.pt`` file, or a run directory (its checkpoint selected for evaluation, else its
         latest one); ``{seed}`` is filled in. ``key`` names the config key in errors.
         Refuses (CheckpointError) another vocabulary or model section."""
-        path = resolve_checkpoint_path(path.format(seed=self.config.seed), key=key)
-        checkpoint = load_checkpoint(path)
-        self.check_same_vocab(checkpoint, path, key)
+        path, checkpoint = self.load_source_checkpoint(path, key)
         if checkpoint["config"].get("model") != config_to_dict(self.config)["model"]:
             raise CheckpointError(f"{key}={path}: its model config differs from this "
                                   f"run's model section")
@@ -319,11 +317,16 @@ class BaseTrainer:
         log.info("%s: policy warm-started from %s", self.trainer_name, path)
         return path
 
-    def check_same_vocab(self, checkpoint: Mapping[str, Any], path: str, key: str) -> None:
-        """CheckpointError naming ``key`` if ``checkpoint`` was trained on another vocabulary."""
+    def load_source_checkpoint(self, path: str, key: str) -> Tuple[str, Dict[str, Any]]:
+        """Another run's checkpoint to start from (``path``: a ``.pt`` or a run directory,
+        ``{seed}`` filled in) -> (its file, the checkpoint); CheckpointError naming ``key``
+        if it was trained on another vocabulary."""
+        path = resolve_checkpoint_path(path.format(seed=self.config.seed), key=key)
+        checkpoint = load_checkpoint(path)
         if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
             raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
                                   f"is not this dataset's {self.vocab.sha1}")
+        return path, checkpoint
 
     def _check_same_run(self, checkpoint: Mapping[str, Any], path: str) -> None:
         mine = config_to_dict(self.config)
