@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from agent.algos.checkpoint import load_checkpoint
 from agent.algos.config import load_train_config
 from agent.algos.dagger import DAggerTrainer, iteration_key_prefix
 from agent.algos.features import beta_for_iteration
@@ -200,3 +202,12 @@ def test_dagger_init_from_a_bc_run_starts_at_iteration_one_on_the_expert_store(
                             f"dagger.init_from={tmp_path / 'nowhere'}")
     with pytest.raises(FileNotFoundError, match="dagger.init_from"):
         DAggerTrainer.from_config(missing).train()
+    # a checkpoint trained on another dataset's vocabulary: its token ids mean other words
+    foreign = load_checkpoint(bc.last_checkpoint)
+    foreign["vocab"]["sha1"] = "0" * 40
+    torch.save(foreign, str(tmp_path / "foreign.pt"))
+    other_vocab = dagger_config(tiny_dataset, tmp_path / "other3", features, *common,
+                                f"dagger.init_from={tmp_path / 'foreign.pt'}")
+    with pytest.raises(CheckpointError, match=r"dagger.init_from=.*foreign\.pt: its vocabulary 0{40} "
+                                              r"is not this dataset's"):
+        DAggerTrainer.from_config(other_vocab).train()
