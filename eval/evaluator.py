@@ -203,7 +203,11 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
                 agent.bind_envs(envs)
             with tqdm(total=len(episodes), initial=len(done), desc=f"{agent_name} {split}",
                       unit="ep") as bar:
+                mark = [t0]
+
                 def finished(rec: Dict[str, Any]) -> None:
+                    now = time.time()  # wall time since the previous finished episode
+                    rec["wall_s"], mark[0] = now - mark[0], now
                     partial.append(rec)
                     done[rec["episode_id"]] = rec
                 run_episodes(agent, envs, todo, gt, finished, bar)
@@ -217,7 +221,8 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     run = {"method": agent_name, "seed": seed, "instructions": instructions,
            "training_frames": None, "wall_time_s": None, "backend": backend_cfg.get("backend", "houses"),
            "data_dir": os.path.abspath(data_dir), "checkpoint": None, "notes": "",
-           "eval_seconds": round(time.time() - t0, 1)}
+           # wall seconds of these episodes summed over every (killed and resumed) session
+           "eval_seconds": round(sum(done[eid].get("wall_s", 0.0) for eid in order), 1)}
     run.update(run_meta or {})
     stats = {"schema": "langnav.stats/1", "split": split, "agent": agent_name, "run": run,
              "episodes": per_episode, "aggregate": aggregate(per_episode)}

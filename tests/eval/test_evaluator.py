@@ -147,6 +147,18 @@ def test_killed_evaluation_resumes_to_the_same_stats(tiny_dataset, tmp_path):
         assert a["episodes"][eid]["metrics"] == b["episodes"][eid]["metrics"], eid
         assert a["episodes"][eid]["trajectory"] == b["episodes"][eid]["trajectory"], eid
     assert a["aggregate"] == b["aggregate"]
+    # the eval time counts the killed session's episodes too, and a re-run that finds every
+    # episode done keeps it (each record holds its own wall time)
+    records = [json.loads(line) for line in open(partial) if line.endswith("}\n")]
+    assert sorted(r["episode_id"] for r in records) == sorted(b["episodes"])
+    assert all(r["wall_s"] > 0 for r in records)
+    assert b["run"]["eval_seconds"] == round(sum(r["wall_s"] for r in records), 1)
+    assert b["run"]["eval_seconds"] > round(sum(r["wall_s"] for r in records[logged:]), 1)
+    again = _run_eval_cli(tiny_dataset, tmp_path / "resumed", "handcrafted", args)
+    assert again.wait(timeout=600) == 0, again.stderr.read().decode()[-2000:]
+    c = json.load(open(tmp_path / "resumed" / "stats_val_seen.json"))
+    assert c["run"]["eval_seconds"] == b["run"]["eval_seconds"]
+    assert c["episodes"] == b["episodes"]
 
 
 def test_rollout_video_decodes_with_expected_frames(tiny_dataset, tmp_path):
