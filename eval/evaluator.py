@@ -203,11 +203,12 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
                 agent.bind_envs(envs)
             with tqdm(total=len(episodes), initial=len(done), desc=f"{agent_name} {split}",
                       unit="ep") as bar:
-                mark = [t0]
+                mark = t0
 
                 def finished(rec: Dict[str, Any]) -> None:
+                    nonlocal mark
                     now = time.time()  # wall time since the previous finished episode
-                    rec["wall_s"], mark[0] = now - mark[0], now
+                    rec["wall_s"], mark = now - mark, now
                     partial.append(rec)
                     done[rec["episode_id"]] = rec
                 run_episodes(agent, envs, todo, gt, finished, bar)
