@@ -177,8 +177,18 @@ def bench_encoder(sizes: Sequence[int] = (128, 64), batch: int = 32, seconds: fl
 
 
 def cli_bench(args: argparse.Namespace) -> int:
-    """``langnav bench {render,env,encoder,train}``: prints figures."""
-    if args.what == "render":
+    """``langnav bench {render,env,encoder,train,adversarial}``: prints figures."""
+    overrides = list(getattr(args, "overrides", None) or [])
+    if overrides and args.what != "adversarial":
+        raise ValueError(f"langnav bench {args.what} takes no key=value overrides "
+                         f"(got {overrides}); only 'adversarial' does")
+    if args.what == "adversarial":
+        from agent.algos.adversarial import bench_adversarial
+
+        if args.data:
+            overrides.insert(0, f"data_dir={args.data}")
+        bench_adversarial(args.config, overrides, iterations=args.iterations)
+    elif args.what == "render":
         bench_render(seconds=args.seconds)
     elif args.what == "env":
         bench_env(args.data or os.path.join("data", "tiny"), seconds=args.seconds)

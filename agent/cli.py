@@ -134,10 +134,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="print throughput figures")
-    bench.add_argument("what", choices=("render", "encoder", "env", "train"),
-                       help="what to measure")
+    bench.add_argument("what", choices=("render", "encoder", "env", "train", "adversarial"),
+                       help="what to measure (adversarial: environment frames/s of PPO on the "
+                            "fixed distance reward, GAIL and AIRL under one training config)")
+    bench.add_argument("overrides", nargs="*", default=[],
+                       help="adversarial only: key=value config overrides (e.g. data_dir=...)")
     bench.add_argument("--seconds", type=float, default=3.0)
     bench.add_argument("--data", default=None, help="dataset directory (train/env benchmarks)")
+    bench.add_argument("--config", default="habitat_configs/experiments/airl.yaml",
+                       help="adversarial only: the training config all three variants share")
+    bench.add_argument("--iterations", type=int, default=8,
+                       help="adversarial only: timed PPO iterations per variant")
     bench.set_defaults(func=_handler("agent.bench:cli_bench"))
 
 

@@ -713,54 +713,69 @@ class AdversarialTrainer(BaseTrainer):
 
 
 # --------------------------------------------------------------------------- benchmark
-def bench_adversarial(config_path: str, overrides: Sequence[str] = (), *, iterations: int = 8,
-                      variants: Sequence[str] = ("ppo_gt", "gail", "airl"),
+def bench_adversarial(config_path: Optional[str], overrides: Sequence[str] = (), *,
+                      iterations: int = 8, variants: Sequence[str] = ("ppo_gt", "gail", "airl"),
                       work_dir: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     """Training throughput (environment frames/s) of PPO on the fixed distance reward,
     GAIL and AIRL under one config; prints and returns the figures.
 
     Each variant trains ``iterations`` PPO updates after a one-iteration warm-up (no
-    discriminator warm-up rounds), in its own run directory, sharing the feature cache and
-    the expert recording. Figures per variant: ``frames_per_s`` (frames / wall time of the
-    timed iterations: collection + discriminator + PPO), ``collect_s``, ``discriminator_s``
-    and ``policy_s`` per iteration (means), ``relative_to_ppo`` and ``discriminator_share``
-    (the share of the time the discriminator and the reward labelling take)."""
+    discriminator warm-up rounds, no alignment pre-training), in its own run directory
+    (under ``work_dir``, else a scratch directory removed afterwards), sharing the feature
+    cache and the expert recording. Figures per variant: ``frames_per_s`` (frames / wall time
+    of the timed iterations: collection + discriminator + PPO), ``collect_s``,
+    ``discriminator_s`` and ``policy_s`` per iteration (means), ``relative_to_ppo`` and
+    ``discriminator_share`` (the share of the time the discriminator and the reward
+    labelling take)."""
+    import shutil
     import tempfile
 
-    from agent.algos.config import load_train_config
-    from agent.algos.train import trainer_class
-
+    if iterations < 1:
+        raise ValueError(f"bench adversarial: iterations must be >= 1, got {iterations}")
     work = work_dir or tempfile.mkdtemp(prefix="langnav_bench_adversarial_")
-    figures: Dict[str, Dict[str, float]] = {}
-    for variant in variants:
-        trainer_name = "airl" if variant == "ppo_gt" else variant
-        reward_type = "gt_distance" if variant == "ppo_gt" else "learned"
-        cfg = load_train_config(config_path, list(overrides) + [
-            f"trainer={trainer_name}", f"rl.reward_type={reward_type}", f"name=bench_{variant}",
-            f"out_dir={os.path.join(work, variant)}", f"total_updates={iterations + 1}",
-            "rl.adversarial.warmup_disc_rounds=0", "rl.adversarial.total_env_frames=100000000",
-            "checkpoint_interval=100000", "progress=false"])
-        trainer = trainer_class(trainer_name).from_config(cfg)
-        trainer.setup()
-        try:
-            trainer.run_iteration()  # warm-up: allocations, feature cache, first resets
-            frames, start = trainer.counters.training_frames, time.perf_counter()
-            history = [trainer.run_iteration() for _ in range(iterations)]
-            seconds = time.perf_counter() - start
-            frames = trainer.counters.training_frames - frames
-        finally:
-            trainer.close_envs()
-        timed = {key: sum(h.get(f"time/{key}", 0.0) for h in history) / iterations
-                 for key in ("collect_s", "discriminator_s", "policy_s")}
-        labelling = timed["policy_s"] - (figures.get("ppo_gt", {}).get("policy_s", timed["policy_s"]))
-        figures[variant] = {"frames_per_s": frames / seconds, **timed,
-                            "discriminator_share": (timed["discriminator_s"] + max(labelling, 0.0))
-                            / max(seconds / iterations, 1e-9)}
-    base = figures.get("ppo_gt", {}).get("frames_per_s")
+    try:
+        figures = {variant: _bench_variant(config_path, overrides, variant, iterations, work)
+                   for variant in variants}
+    finally:
+        if work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    base = figures.get("ppo_gt")
     for variant, row in figures.items():
-        row["relative_to_ppo"] = row["frames_per_s"] / base if base else float("nan")
+        # reward labelling runs inside the policy phase: the excess over PPO's is its cost
+        labelling = max(row["policy_s"] - base["policy_s"], 0.0) if base else 0.0
+        row["discriminator_share"] = (row["discriminator_s"] + labelling) / row["iteration_s"]
+        row["relative_to_ppo"] = row["frames_per_s"] / base["frames_per_s"] if base else float("nan")
         print(f"{variant:<8} {row['frames_per_s']:7.1f} frames/s  x{row['relative_to_ppo']:.2f} of "
               f"PPO  collect {row['collect_s']:.2f}s  disc {row['discriminator_s']:.2f}s  "
               f"policy {row['policy_s']:.2f}s per iteration  disc share "
               f"{row['discriminator_share']:.0%}")
     return figures
+
+
+def _bench_variant(config_path: Optional[str], overrides: Sequence[str], variant: str,
+                   iterations: int, work: str) -> Dict[str, float]:
+    """One variant of :func:`bench_adversarial` -> its timing figures."""
+    from agent.algos.config import load_train_config
+    from agent.algos.train import trainer_class
+
+    trainer_name = "airl" if variant == "ppo_gt" else variant
+    reward_type = "gt_distance" if variant == "ppo_gt" else "learned"
+    cfg = load_train_config(config_path, list(overrides) + [
+        f"trainer={trainer_name}", f"rl.reward_type={reward_type}", f"name=bench_{variant}",
+        f"out_dir={os.path.join(work, variant)}", f"total_updates={iterations + 1}",
+        "rl.adversarial.warmup_disc_rounds=0", "rl.adversarial.pretrain_disc_updates=0",
+        "rl.adversarial.total_env_frames=100000000", "checkpoint_interval=100000",
+        "progress=false"])
+    trainer = trainer_class(trainer_name).from_config(cfg)
+    trainer.setup()
+    try:
+        trainer.run_iteration()  # warm-up: allocations, feature cache, first resets
+        frames, start = trainer.counters.training_frames, time.perf_counter()
+        history = [trainer.run_iteration() for _ in range(iterations)]
+        seconds = time.perf_counter() - start
+        frames = trainer.counters.training_frames - frames
+    finally:
+        trainer.close_envs()
+    timed = {key: sum(h.get(f"time/{key}", 0.0) for h in history) / iterations
+             for key in ("collect_s", "discriminator_s", "policy_s")}
+    return {"frames_per_s": frames / seconds, "iteration_s": seconds / iterations, **timed}

@@ -4,6 +4,7 @@ by hand, the "+gt-reward" name, and kill-and-resume restores the identical train
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -22,6 +23,9 @@ from agent.datasets.episodes import house_of, load_gt, load_split, split_paths
 from eval.metrics import ndtw
 
 from small_model import SMALL_MODEL  # noqa: E402  (tests/algos/small_model.py)
+
+AIRL_YAML = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "habitat_configs", "experiments", "airl.yaml")
 
 
 
@@ -431,3 +435,33 @@ def _config_overrides(data_dir, out_dir, feature_dir):
             "rl.adversarial.warmup_disc_rounds=1", "rl.adversarial.warmup_updates_per_round=1",
             "rl.adversarial.critic_warmup_updates=1", "bc.max_episodes=6", "progress=false",
             *SMALL_MODEL]
+
+
+def test_bench_adversarial_times_ppo_gail_and_airl_from_the_shipped_config(
+        tiny_dataset, feature_dir, tmp_path, capsys):
+    """`langnav bench adversarial` trains each variant of airl.yaml (tiny model) for a few
+    PPO iterations and prints frames/s relative to PPO on the fixed reward."""
+    import glob
+    import tempfile
+
+    from agent.cli import main
+
+    overrides = _config_overrides(tiny_dataset, str(tmp_path / "ignored"), feature_dir)[1:]
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "langnav_bench_adversarial_*")))
+    code = main(["bench", "adversarial", *overrides, "model.instruction_encoder.type=glove_lstm",
+                 "rl.init_from=null", "--config", AIRL_YAML, "--iterations", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.split() and line.split()[0] in ("ppo_gt", "gail", "airl")}
+    assert sorted(rows) == ["airl", "gail", "ppo_gt"], out
+    assert "x1.00 of PPO" in rows["ppo_gt"] and "disc share 0%" in rows["ppo_gt"]
+    for name in ("gail", "airl"):  # a real discriminator step was timed
+        frames_per_s = float(rows[name].split()[1])
+        disc_s = float(rows[name].split("disc ")[1].split("s")[0])
+        assert frames_per_s > 0 and disc_s > 0, rows[name]
+    # its scratch run directories are gone; a stray key is refused by the other benchmarks
+    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "langnav_bench_adversarial_*")))
+    assert after == before
+    assert main(["bench", "render", "data_dir=x"]) == 2
+    assert "only 'adversarial'" in capsys.readouterr().err
