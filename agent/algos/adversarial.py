@@ -290,6 +290,7 @@ class AdversarialTrainer(BaseTrainer):
         self.collector: Optional[RolloutCollector] = None
         self.expert: Optional[ExpertTrajectories] = None
         self.last_metrics: Dict[str, Any] = {}
+        self.reward_parts: Dict[str, float] = {}
         self._finished_stats: Dict[str, float] = {}
         self.misaligned = misaligned_candidates(
             self.episodes, gt, min_goal_distance=rl.discriminator.misaligned_min_goal_distance,
@@ -560,12 +561,22 @@ class AdversarialTrainer(BaseTrainer):
         step_rewards, absorbing_rewards = step_rewards.cpu(), absorbing_rewards.cpu()
         rewards = torch.zeros_like(buffer.rewards)
         use_absorbing = self.config.rl.reward.absorbing_state
+        step_values: List[float] = []
+        absorbing_values: List[float] = []
         for j, positions in enumerate(where):
             last = int(batch.lengths[j]) - 1
             for t, b, k in positions:
                 rewards[t, b] = step_rewards[k, j]
+                step_values.append(float(step_rewards[k, j]))
                 if use_absorbing and k == last and bool(batch.ends_with_stop[j]):
                     rewards[t, b] += gamma / (1.0 - gamma) * absorbing_rewards[j]
+                    absorbing_values.append(float(absorbing_rewards[j]))
+        # per-step reward of moving vs of a step in the absorbing state after STOP (only when
+        # some episode stopped): when the second stays below the first, the policy is paid
+        # for not stopping
+        self.reward_parts = {"learned_step_reward_mean": float(np.mean(step_values))}
+        if absorbing_values:
+            self.reward_parts["learned_absorbing_reward_mean"] = float(np.mean(absorbing_values))
         return rewards
 
     def train_policy(self, buffer: RolloutBuffer) -> Dict[str, float]:
@@ -575,6 +586,7 @@ class AdversarialTrainer(BaseTrainer):
         if self.learned_reward:
             rewards = self.label_rewards(buffer)
             metrics["learned_reward_mean"] = float(rewards.mean())
+            metrics.update(self.reward_parts)
             if rl.adversarial.gt_reward_coef > 0:
                 rewards = rewards + rl.adversarial.gt_reward_coef * buffer.env_rewards
         else:

@@ -220,9 +220,11 @@ def test_reward_encoders_can_start_as_copies_of_the_policys(tiny_dataset, featur
 
 def _rewards_by_hand(trainer, buffer, policy_reward):
     """Each rollout episode alone through the reward network; the reward of step k is
-    policy_reward(r, h, k, trajectory) (+ γ/(1−γ) · absorbing after STOP)."""
+    policy_reward(r, h, k, trajectory) (+ γ/(1−γ) · absorbing after STOP) -> those rewards
+    and the means of their two parts (what label_rewards logs)."""
     gamma = trainer.config.rl.ppo.gamma
     expected = torch.full_like(buffer.rewards, float("nan"))
+    steps, absorbing_steps = [], []
     trajectories, where = trainer.collector.labelling_trajectories()
     for trajectory, positions in zip(trajectories, where):
         single = collate_trajectories([trajectory])
@@ -233,9 +235,14 @@ def _rewards_by_hand(trainer, buffer, policy_reward):
         for t, b, k in positions:
             stop_step = trajectory.ends_with_stop and k == trajectory.length - 1
             expected[t, b] = policy_reward(r, h, k, stop_step, t, b)
+            steps.append(float(expected[t, b]))
             if stop_step:
+                absorbing_steps.append(float(absorbing_value(trainer, absorbing)))
                 expected[t, b] += gamma / (1 - gamma) * absorbing_value(trainer, absorbing)
-    return expected
+    parts = {"learned_step_reward_mean": sum(steps) / len(steps)}
+    if absorbing_steps:  # logged only when some episode stopped
+        parts["learned_absorbing_reward_mean"] = sum(absorbing_steps) / len(absorbing_steps)
+    return expected, parts
 
 
 def absorbing_value(trainer, absorbing_logit):
@@ -255,8 +262,9 @@ def test_airl_policy_reward_is_f_minus_log_pi_by_hand(tiny_dataset, feature_dir,
         next_h = 0.0 if stop_step else h[k + 1]  # h(absorbing) = 0
         return r[k] + gamma * next_h - h[k] - buffer.old_log_probs[t, b]
 
-    expected = _rewards_by_hand(trainer, buffer, airl_reward)
+    expected, parts = _rewards_by_hand(trainer, buffer, airl_reward)
     labelled = trainer.label_rewards(buffer)
+    assert trainer.reward_parts == pytest.approx(parts, abs=1e-4)
     trainer.close_envs()
     assert not torch.isnan(expected).any()
     torch.testing.assert_close(labelled, expected, atol=1e-4, rtol=1e-4)
@@ -303,8 +311,12 @@ def test_gail_policy_reward_is_minus_log_one_minus_d(tiny_dataset, feature_dir, 
     def gail_reward(r, h, k, stop_step, t, b):
         return -torch.log(1 - torch.sigmoid(r[k]))
 
-    expected = _rewards_by_hand(trainer, buffer, gail_reward)
+    expected, parts = _rewards_by_hand(trainer, buffer, gail_reward)
     labelled = trainer.label_rewards(buffer)
+    # the logged parts: mean step reward softplus(f) and absorbing reward softplus(f_abs)
+    assert trainer.reward_parts == pytest.approx(parts, abs=1e-4)
+    assert parts["learned_absorbing_reward_mean"] > 0  # some episode did STOP here
+    assert all(value > 0 for value in trainer.reward_parts.values())  # softplus
     trainer.close_envs()
     torch.testing.assert_close(labelled, expected, atol=1e-4, rtol=1e-4)
     assert torch.all(labelled > 0)
