@@ -178,7 +178,7 @@ def bench_encoder(sizes: Sequence[int] = (128, 64), batch: int = 32, seconds: fl
 
 def cli_bench(args: argparse.Namespace) -> int:
     """``langnav bench {render,env,encoder,train,adversarial}``: prints figures."""
-    overrides = list(getattr(args, "overrides", None) or [])
+    overrides = list(args.overrides)
     if overrides and args.what != "adversarial":
         raise ValueError(f"langnav bench {args.what} takes no key=value overrides "
                          f"(got {overrides}); only 'adversarial' does")
