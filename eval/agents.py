@@ -202,7 +202,7 @@ def make_agent(spec: str, num_slots: int, data_dir: str, seed: int = 0):
     if spec == "oracle-room":
         return OracleRoomAgent(num_slots, os.path.join(data_dir, "scenes"), seed)
     if spec.endswith(".pt") or os.path.exists(spec):
-        from agent.algos.checkpoint import load_policy_agent
+        from agent.models.checkpoint_io import load_policy_agent
 
         return load_policy_agent(spec, num_slots=num_slots)
     raise ValueError(f"unknown agent {spec!r}: use one of {list(BASELINE_AGENTS)} "

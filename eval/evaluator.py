@@ -17,6 +17,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+# backend configs are read where environments are built; re-exported for eval's callers
+from agent.envs.factory import houses_backend_config, load_backend_config  # noqa: F401
+
 log = logging.getLogger("langnav.eval")
 
 
@@ -231,29 +234,6 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     save_predictions(os.path.join(out_dir, f"predictions_{split}.json"),
                      predictions_from_stats(stats))
     return stats
-
-
-def houses_backend_config(data_dir: str, width: int = 128, height: int = 128) -> Dict[str, Any]:
-    return {"backend": "houses", "scenes_dir": os.path.join(data_dir, "scenes"),
-            "width": width, "height": height}
-
-
-def load_backend_config(path: Optional[str], data_dir: Optional[str], **defaults: Any) -> Dict[str, Any]:
-    """The backend YAML (habitat or houses), or the houses default for ``data_dir``."""
-    if path is None:
-        if data_dir is None:
-            raise ValueError("--data DIR is required (or a --backend-config naming data_dir)")
-        return houses_backend_config(data_dir, **defaults)
-    import yaml
-
-    try:
-        with open(path) as f:
-            cfg = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"backend config not found: {path}") from None
-    if not isinstance(cfg, dict) or "backend" not in cfg:
-        raise ValueError(f"backend config {path} must be a mapping with a 'backend' key")
-    return cfg
 
 
 def resolve_data_dir(data_arg: Optional[str], backend_cfg_path: Optional[str], agent=None) -> str:

@@ -16,7 +16,10 @@ A checkpoint (``torch.save`` of a dict of plain Python values and tensors, so it
 
 :func:`save_checkpoint` writes atomically (temporary file + ``os.replace``);
 :func:`load_checkpoint` names the file on a missing, truncated or foreign one;
-:func:`load_policy_agent` gives the evaluator's agent from the checkpoint alone.
+:func:`load_policy_agent` gives the evaluator's agent from the checkpoint alone. Reading a
+checkpoint for inference (:func:`load_checkpoint`, :class:`PolicyAgent`,
+:func:`load_policy_agent`, :func:`run_meta_of`) lives in :mod:`agent.models.checkpoint_io`,
+so that evaluation imports no training code; it is re-exported here.
 """
 from __future__ import annotations
 
@@ -24,26 +27,23 @@ import glob
 import os
 import random
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
 from agent.io_utils import atomic_output
+from agent.models.checkpoint_io import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError,
+                                        PolicyAgent, load_checkpoint, load_policy_agent,
+                                        policy_from_checkpoint, run_meta_of)
 
-CHECKPOINT_FORMAT = "langnav-checkpoint"
-CHECKPOINT_VERSION = 1
 CHECKPOINT_DIRNAME = "checkpoints"
 _CKPT_NAME = re.compile(r"^ckpt_u(\d{8})_f(\d{12})\.pt$")
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "checkpoint_name",
            "list_checkpoints", "latest_checkpoint", "rng_state", "set_rng_state",
-           "build_policy_from_checkpoint", "PolicyAgent", "load_policy_agent"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, truncated, not a langnav checkpoint, or of
-    another run (a ValueError, so ``langnav`` prints its one-line message)."""
+           "build_policy_from_checkpoint", "PolicyAgent", "load_policy_agent", "run_meta_of",
+           "train_config_of"]
 
 
 # --------------------------------------------------------------------------- RNG states
@@ -131,25 +131,6 @@ def save_checkpoint(path: str, *, trainer: str, config: Mapping[str, Any], polic
     return path
 
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
-    """The checkpoint dict; CheckpointError naming ``path`` if it is missing, corrupt,
-    truncated, not a langnav checkpoint, or of an unknown version."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: "
-                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a langnav checkpoint (no format "
-                              f"'{CHECKPOINT_FORMAT}')")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has version {payload.get('version')}; this "
-                              f"langnav reads version {CHECKPOINT_VERSION}")
-    return payload
-
-
 # --------------------------------------------------------------------------- rebuilding
 def train_config_of(checkpoint: Mapping[str, Any], origin: str = "checkpoint"):
     """The :class:`TrainConfig` stored in a checkpoint."""
@@ -161,85 +142,9 @@ def train_config_of(checkpoint: Mapping[str, Any], origin: str = "checkpoint"):
 
 def build_policy_from_checkpoint(checkpoint: Mapping[str, Any], device: str = "cpu",
                                  origin: str = "checkpoint") -> Tuple[torch.nn.Module, Any, Any]:
-    """``(policy in eval mode, TrainConfig, Vocab)`` rebuilt from the checkpoint alone."""
-    from agent.datasets.vocab import Vocab
-    from agent.models.policy import build_policy
-
+    """``(policy in eval mode, TrainConfig, Vocab)`` rebuilt from the checkpoint alone
+    (:func:`agent.models.checkpoint_io.policy_from_checkpoint` with the whole training
+    config)."""
     cfg = train_config_of(checkpoint, origin)
-    vocab = Vocab(checkpoint["vocab"]["word_list"])
-    if vocab.sha1 != checkpoint["vocab"]["sha1"]:
-        raise CheckpointError(f"{origin}: vocabulary hash {vocab.sha1} does not match the stored "
-                              f"{checkpoint['vocab']['sha1']}")
-    policy = build_policy(cfg.model, vocab)
-    policy.load_checkpoint_state_dict(checkpoint["policy_state"])
-    return policy.to(device).eval(), cfg, vocab
-
-
-class PolicyAgent:
-    """A learned policy behind the evaluator's agent interface (eval/agents.py).
-
-    ``act(observations, hidden, not_done_masks, deterministic=True) -> (actions, hidden)``:
-    ``observations`` one dict per slot (rgb/depth at the checkpoint's resolution — the
-    evaluator applies :attr:`backend_overrides`), ``hidden`` a
-    :class:`~agent.models.policy.PolicyState` (or None) that also carries the previous
-    actions, ``not_done_masks`` 0/1 per slot (0 = the slot starts an episode)."""
-
-    privileged = False
-
-    def __init__(self, policy: torch.nn.Module, featurizer: Any, *, num_slots: int,
-                 name: str, run_meta: Optional[Dict[str, Any]] = None,
-                 data_dir: Optional[str] = None, vocab_sha1: Optional[str] = None):
-        self.policy = policy.eval()
-        #: hash of the vocabulary the policy's token ids refer to
-        self.vocab_sha1 = vocab_sha1 or policy.instruction_encoder.vocab_sha1
-        self.featurizer = featurizer
-        self.num_slots = int(num_slots)
-        self.name = name
-        self.run_meta = dict(run_meta or {})
-        self.data_dir = data_dir
-        #: backend keys the evaluator must render with (the resolution the policy learnt at)
-        self.backend_overrides = {"width": featurizer.width, "height": featurizer.height}
-
-    def check_vocab(self, vocab: Any, where: str = "the dataset") -> None:
-        """Refuse episodes whose token ids mean other words than the policy was trained on."""
-        if str(vocab.sha1) != self.vocab_sha1:
-            raise ValueError(f"{where} has vocabulary {vocab.sha1} ({len(vocab)} words) but "
-                             f"{self.name} was trained with vocabulary {self.vocab_sha1}: its "
-                             f"instruction token ids would mean other words")
-
-    def act(self, observations: Sequence[Mapping[str, Any]], hidden: Any,
-            not_done_masks: Sequence[float], deterministic: bool = True) -> Tuple[List[int], Any]:
-        inputs = self.featurizer.policy_inputs(observations)
-        masks = np.asarray(not_done_masks, dtype=np.float32)
-        actions, state = self.policy.act(inputs, hidden, masks, deterministic=deterministic)
-        return [int(a) for a in actions.tolist()], state
-
-
-def run_meta_of(checkpoint: Mapping[str, Any], path: Optional[str] = None) -> Dict[str, Any]:
-    """The report fields of a checkpoint: method, seed, training frames and wall time."""
-    cfg = checkpoint["config"]
-    counters = checkpoint["counters"]
-    return {"method": cfg.get("name") or checkpoint["trainer"], "trainer": checkpoint["trainer"],
-            "seed": cfg.get("seed"), "training_frames": int(counters["training_frames"]),
-            "wall_time_s": round(float(counters["wall_time_s"]), 1),
-            "updates": int(counters["updates"]),
-            "checkpoint": os.path.abspath(path) if path else None,
-            "instruction_blind": bool(cfg["model"]["policy"].get("instruction_blind", False)),
-            "instruction_encoder": checkpoint["encoders"]["instruction_encoder"],
-            "resolution": f"{checkpoint['observation']['width']}x{checkpoint['observation']['height']}"}
-
-
-def load_policy_agent(path: str, num_slots: int, device: str = "cpu") -> PolicyAgent:
-    """The evaluator's agent for checkpoint ``path`` (nothing else needed)."""
-    from agent.algos.features import ObservationFeaturizer
-
-    checkpoint = load_checkpoint(path)
-    policy, cfg, _ = build_policy_from_checkpoint(checkpoint, device, origin=path)
-    observation = checkpoint["observation"]
-    featurizer = ObservationFeaturizer(policy.rgb_encoder, width=observation["width"],
-                                       height=observation["height"],
-                                       encode_batch_size=cfg.features.encode_batch_size)
-    meta = run_meta_of(checkpoint, path)
-    return PolicyAgent(policy, featurizer, num_slots=num_slots, name=meta["method"],
-                       run_meta=meta, data_dir=checkpoint["data_dir"],
-                       vocab_sha1=checkpoint["vocab"]["sha1"])
+    policy, _, vocab = policy_from_checkpoint(checkpoint, device, origin)
+    return policy, cfg, vocab

@@ -197,7 +197,7 @@ def backend_config_of(cfg: TrainConfig) -> Dict[str, Any]:
         backend: Dict[str, Any] = {"backend": "houses",
                                    "scenes_dir": os.path.join(cfg.data_dir, "scenes")}
     else:
-        from eval.evaluator import load_backend_config
+        from agent.envs.factory import load_backend_config
 
         backend = dict(load_backend_config(cfg.backend.config, cfg.data_dir))
     backend["width"], backend["height"] = cfg.backend.width, cfg.backend.height

@@ -11,7 +11,8 @@ evaluation:
   here too);
 * ``instruction_tokens`` int64 (B, 200).
 
-:class:`ObservationFeaturizer` does the conversion; with a frozen RGB encoder and a
+:class:`ObservationFeaturizer` (defined in :mod:`agent.models.featurizer`, re-exported here)
+does the conversion; with a frozen RGB encoder and a
 :class:`~agent.models.feature_cache.FeatureCache` it reads/writes features keyed by (encoder,
 render config, scene, pose, heading), so each expert frame is encoded once per path and
 trainers share the cache. Poses come from ``privileged_position`` / ``privileged_heading``,
@@ -40,11 +41,9 @@ import torch
 
 from agent.datasets.trajectory_store import TrajectoryStore
 from agent.envs.base import HFOV_DEG, CAMERA_HEIGHT_M
-from agent.models.feature_cache import FeatureCache, encode_with_cache
-from agent.models.visual_encoders import RGBEncoder, encode_frames_batched
+from agent.models.featurizer import DEPTH_DTYPE, ObservationFeaturizer
+from agent.models.visual_encoders import RGBEncoder
 
-FEATURE_DTYPE = np.float16
-DEPTH_DTYPE = np.float16
 #: per-step record fields that are policy observations (the rest are labels and poses)
 OBSERVATION_FIELDS = ("rgb_features", "rgb", "depth")
 
@@ -95,86 +94,6 @@ def beta_for_iteration(p: float, iteration: int) -> float:
     if iteration < 0:
         raise ValueError(f"iteration must be >= 0, got {iteration}")
     return 0.0 if p == 0.0 else float(p) ** iteration
-
-
-# --------------------------------------------------------------------------- featurizer
-class ObservationFeaturizer:
-    """Per-environment observation dicts -> policy input arrays (see the module docstring).
-
-    ``width``/``height``: the resolution the policy learns at; observations of another size
-    are refused with a message naming both. ``cache`` is used only with a frozen encoder
-    and when poses are given."""
-
-    def __init__(self, rgb_encoder: RGBEncoder, *, width: int, height: int,
-                 cache: Optional[FeatureCache] = None, encode_batch_size: int = 64):
-        self.rgb_encoder = rgb_encoder
-        self.width, self.height = int(width), int(height)
-        self.use_rgb_features = bool(rgb_encoder.freeze)
-        if cache is not None and not self.use_rgb_features:
-            raise ValueError("a feature cache needs a frozen RGB encoder (model.rgb_encoder.freeze)")
-        self.cache = cache
-        self.encode_batch_size = int(encode_batch_size)
-        self.frames_encoded = 0  # backbone forward passes (cache misses included)
-
-    @property
-    def rgb_field(self) -> str:
-        """``rgb_features`` (frozen encoder) or ``rgb`` (trained encoder)."""
-        return "rgb_features" if self.use_rgb_features else "rgb"
-
-    def check_frame(self, obs: Mapping[str, Any], where: str = "observation") -> None:
-        """Refuse frames of another resolution than the policy's (one clear message)."""
-        for key in ("rgb", "depth"):
-            if key not in obs:
-                raise KeyError(f"{where} has no '{key}' (keys: "
-                               f"{sorted(k for k in obs if not k.startswith('privileged_'))})")
-            shape = np.shape(obs[key])[:2]
-            if shape != (self.height, self.width):
-                raise ValueError(
-                    f"{where}: '{key}' is {shape[1]}x{shape[0]} but the policy was trained at "
-                    f"{self.width}x{self.height}; render at that resolution (backend width/height, "
-                    f"PolicyAgent.backend_overrides)")
-
-    def _encode(self, frames: np.ndarray) -> np.ndarray:
-        self.frames_encoded += len(frames)
-        features = encode_frames_batched(self.rgb_encoder, frames, self.encode_batch_size)
-        return features.numpy().astype(FEATURE_DTYPE)
-
-    def pose_keys(self, scene_ids: Sequence[str], positions: Sequence[Sequence[float]],
-                  headings: Sequence[float]) -> Optional[List[bytes]]:
-        """Cache keys of N poses, or None without a cache."""
-        if self.cache is None:
-            return None
-        return [self.cache.key(s, p, h) for s, p, h in zip(scene_ids, positions, headings)]
-
-    def encode_rgb(self, frames: np.ndarray, keys: Optional[Sequence[bytes]] = None) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> float16 (N, 1280, H/32, W/32); only cache misses are encoded."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
-        if self.cache is not None and keys is not None:
-            out = encode_with_cache(self.cache, list(keys), frames,
-                                    lambda f: self._encode(np.asarray(f)),
-                                    self.encode_batch_size)
-            return out.astype(FEATURE_DTYPE, copy=False)
-        return self._encode(frames)
-
-    def rgb_inputs(self, frames: np.ndarray, keys: Optional[Sequence[bytes]] = None) -> np.ndarray:
-        """The policy's RGB input for uint8 frames (N, H, W, 3): features or the frames."""
-        return self.encode_rgb(frames, keys) if self.use_rgb_features else np.asarray(frames)
-
-    def policy_inputs(self, observations: Sequence[Mapping[str, Any]],
-                      keys: Optional[Sequence[bytes]] = None) -> Dict[str, torch.Tensor]:
-        """B observation dicts -> {rgb_features | rgb, depth, instruction_tokens} tensors."""
-        if not observations:
-            raise ValueError("policy_inputs needs at least one observation")
-        for i, obs in enumerate(observations):
-            self.check_frame(obs, f"observation {i}")
-        frames = np.stack([np.asarray(o["rgb"], dtype=np.uint8) for o in observations])
-        depth = np.stack([np.asarray(o["depth"]) for o in observations]).astype(DEPTH_DTYPE)
-        tokens = np.stack([np.asarray(o["instruction"]["tokens"], dtype=np.int64)
-                           for o in observations])
-        return {self.rgb_field: torch.from_numpy(self.rgb_inputs(frames, keys)),
-                "depth": torch.from_numpy(depth), "instruction_tokens": torch.from_numpy(tokens)}
 
 
 # --------------------------------------------------------------------------- rollouts

@@ -7,12 +7,16 @@ houses backend never touches habitat and vice versa. Keys that a backend config 
 for other readers (its name, the dataset location) are listed in :data:`NON_ENV_KEYS` and
 not passed to the constructor; any other key that the backend's constructor does not
 accept is an error naming the key and the accepted ones.
+
+:func:`load_backend_config` reads such a YAML file (or gives the houses default for a dataset
+directory); evaluation and the trainers both use it.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any, Dict, Tuple
+import os
+from typing import Any, Dict, Optional, Tuple
 
 from agent.envs.base import NavEnv
 
@@ -75,3 +79,27 @@ def make_env(backend_cfg: Dict[str, Any]) -> NavEnv:
     if isinstance(kwargs.get("sensors"), list):
         kwargs["sensors"] = tuple(kwargs["sensors"])
     return env_cls(**kwargs)
+
+
+def houses_backend_config(data_dir: str, width: int = 128, height: int = 128) -> Dict[str, Any]:
+    """The houses backend over the scenes of dataset ``data_dir``."""
+    return {"backend": "houses", "scenes_dir": os.path.join(data_dir, "scenes"),
+            "width": width, "height": height}
+
+
+def load_backend_config(path: Optional[str], data_dir: Optional[str], **defaults: Any) -> Dict[str, Any]:
+    """The backend YAML (habitat or houses), or the houses default for ``data_dir``."""
+    if path is None:
+        if data_dir is None:
+            raise ValueError("--data DIR is required (or a --backend-config naming data_dir)")
+        return houses_backend_config(data_dir, **defaults)
+    import yaml
+
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"backend config not found: {path}") from None
+    if not isinstance(cfg, dict) or "backend" not in cfg:
+        raise ValueError(f"backend config {path} must be a mapping with a 'backend' key")
+    return cfg
