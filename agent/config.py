@@ -415,11 +415,18 @@ class RGBEncoderConfig:
         None, help="torchvision MobileNetV2 state dict (.pth); null = the offline weights package")
     freeze: bool = config_field(True, help="keep the backbone fixed and in eval mode")
     output_size: int = config_field(256, help="size of the pooled RGB projection")
+    layers: Tuple[int, ...] = config_field(
+        (19,), help="MobileNetV2 features[:k] outputs concatenated into the spatial map (19 = "
+                    "whole backbone, 1280 ch at stride 32; 7 = 32 ch at stride 8; 14 = 96 ch "
+                    "at stride 16)")
+    grid_size: Optional[int] = config_field(
+        None, help="average-pool every layer to grid_size x grid_size; null = native grids "
+                   "(which must agree)")
 
 
 @dataclasses.dataclass(frozen=True)
 class DepthEncoderConfig:
-    """Small CNN trained from scratch over depth (metres / 10)."""
+    """Small CNN over depth (metres / 10), trained from scratch or from a point-goal run."""
 
     channels: Tuple[int, ...] = config_field(
         (32, 64, 64), help="output channels of the conv layers (habitat-baselines SimpleCNN)")
@@ -429,6 +436,12 @@ class DepthEncoderConfig:
         None, help="stride per conv layer; null = 4, 2, then 1s (SimpleCNN)")
     spatial_size: int = config_field(4, help="spatial grid (s x s) the depth features are pooled to")
     output_size: int = config_field(128, help="size of the pooled depth vector")
+    weights: Optional[str] = config_field(
+        None, help="start the depth CNN from this run's checkpoint (e.g. a point-goal run: "
+                   "its depth_encoder.cnn weights); null = trained from scratch")
+    freeze: bool = config_field(
+        False, help="keep the depth CNN fixed (VLN-CE freezes its point-goal depth encoder); "
+                    "needs weights")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -446,6 +459,13 @@ class PolicyConfig:
                   "fraction of the RGB feature channels with one mask per episode, so start "
                   "views cannot be memorised in place of reading the instruction; off in eval "
                   "and in PPO updates")
+    point_goal: bool = config_field(
+        False, help="privileged diagnostic: feed the goal's distance and bearing in the "
+                    "agent's frame (with instruction_blind: a point-goal agent, the ceiling of "
+                    "perception + control); never for a VLN result")
+    progress_monitor: bool = config_field(
+        False, help="auxiliary head predicting the share of the path walked (Ma et al. 2019, "
+                    "VLN-CE's progress monitor), trained with bc.progress_coef")
 
 
 @dataclasses.dataclass(frozen=True)

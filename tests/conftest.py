@@ -51,12 +51,18 @@ def tiny_dataset():
     out = os.path.join(cache_root, f"tiny_{_source_hash()}")
     if not os.path.exists(os.path.join(out, "build.json")):
         for stale in glob.glob(os.path.join(cache_root, "tiny_*")):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = out + ".building"
+            if ".building." not in stale:  # another run may be building right now
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = f"{out}.building.{os.getpid()}"  # concurrent pytest runs build side by side
         shutil.rmtree(tmp, ignore_errors=True)
         report = build_dataset(load_build_config("tiny"), tmp, seed=0, workers=2)
         check_fairness(report, tmp)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another run finished the same build first: use theirs
+            if not os.path.exists(os.path.join(out, "build.json")):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -36,7 +36,7 @@ from agent.algos.checkpoint import (
     load_checkpoint, run_meta_of, save_checkpoint, set_rng_state,
 )
 from agent.algos.config import TrainConfig, backend_config_of, resolved_out_dir
-from agent.config import config_to_dict
+from agent.config import ConfigError, config_to_dict
 
 log = logging.getLogger("langnav.train")
 
@@ -123,7 +123,14 @@ class BaseTrainer:
         from agent.models.policy import build_policy
 
         seed_everything(cfg.seed)
-        return build_policy(cfg.model, vocab)
+        policy = build_policy(cfg.model, vocab)
+        depth_cfg = cfg.model.depth_encoder
+        if depth_cfg.freeze and depth_cfg.weights is None:
+            raise ConfigError("model.depth_encoder.freeze needs model.depth_encoder.weights (a "
+                              "frozen depth CNN from scratch would never learn)")
+        if depth_cfg.weights is not None:
+            load_depth_weights(policy.depth_encoder, depth_cfg.weights)
+        return policy
 
     def make_featurizer(self, *, use_cache: Optional[bool] = None):
         """The observation featurizer at the training resolution, with the feature cache
@@ -141,7 +148,8 @@ class BaseTrainer:
                                  render_identity(self.backend_cfg, cfg.data_dir))
         return ObservationFeaturizer(rgb_encoder, width=cfg.backend.width,
                                      height=cfg.backend.height, cache=cache,
-                                     encode_batch_size=cfg.features.encode_batch_size)
+                                     encode_batch_size=cfg.features.encode_batch_size,
+                                     point_goal=bool(getattr(self.policy, "point_goal", False)))
 
     def feature_root(self) -> str:
         """Root of the feature cache and the shared expert recordings."""
@@ -390,3 +398,19 @@ def _plain_number(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     return value
+
+
+def load_depth_weights(depth_encoder: torch.nn.Module, source: str) -> None:
+    """Start ``depth_encoder``'s CNN from another run's policy (a run directory: its latest
+    checkpoint; or a .pt), e.g. a point-goal run that trained the CNN on the houses world.
+    The loaded weights then live in this policy's own checkpoints."""
+    from agent.algos.checkpoint import latest_checkpoint, load_checkpoint
+
+    path = source
+    if os.path.isdir(source):
+        path = latest_checkpoint(source)
+        if path is None:
+            raise FileNotFoundError(f"model.depth_encoder.weights: run directory {source} has "
+                                    f"no checkpoints")
+    checkpoint = load_checkpoint(path)
+    depth_encoder.load_cnn_from(checkpoint["policy_state"], origin=path)

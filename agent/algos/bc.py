@@ -10,12 +10,13 @@ Updates: minibatches of ``bc.batch_size`` whole episodes (time-major, padded, ma
 recurrent policy unrolled from a zero state with the executed previous actions, and the
 cross-entropy to the expert's actions weighted by VLN-CE's inflection weights (``coef`` where
 the expert's action changes, and at t = 0): per episode the weighted mean over its steps,
-then the mean over episodes (VLN-CE ``DaggerTrainer._update_agent``). Adam, lr 2.5e-4.
+then the mean over episodes (VLN-CE ``DaggerTrainer._update_agent``). Adam at ``bc.lr``
+(VLN-CE: 2.5e-4; bc.yaml: 1e-3).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,7 +25,20 @@ from torch.nn import functional as F
 from agent.algos.base_trainer import BaseTrainer
 from agent.algos.config import TrainConfig
 
-__all__ = ["BCTrainer", "imitation_loss"]
+__all__ = ["BCTrainer", "imitation_loss", "progress_loss"]
+
+
+def progress_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Progress monitor's squared error, mean over the steps whose target is finite.
+
+    predicted (T, B) in [0, 1], target (T, B) with NaN on padding and on records without a
+    target -> scalar (0 with a graph when no step has a target)."""
+    if predicted.shape != target.shape:
+        raise ValueError(f"progress {tuple(predicted.shape)} != target {tuple(target.shape)}")
+    known = torch.isfinite(target)
+    if not bool(known.any()):
+        return predicted.sum() * 0.0
+    return ((predicted[known] - target[known]) ** 2).mean()
 
 
 def imitation_loss(logits: torch.Tensor, actions: torch.Tensor,
@@ -59,6 +73,9 @@ class BCTrainer(BaseTrainer):
             raise ValueError(f"split {config.bc.split!r} of {config.data_dir} has no episodes")
         self.gt = gt
         self._featurizer = None
+        self._goal_positions: Optional[Dict[str, Any]] = None
+        #: (store path, record key) -> decoded item, kept across fits (bc.in_memory)
+        self._memory: Dict[Tuple[str, str], Dict[str, Any]] = {}
         #: position of the supervised loop (saved in checkpoints)
         self.epoch = 0
         self.batch_index = 0
@@ -134,13 +151,18 @@ class BCTrainer(BaseTrainer):
         actions = batch["actions"].to(self.device)  # (T, B)
         weights = batch["weights"].to(self.device)  # (T, B), 0 on padding
         hidden = self.policy.initial_hidden(actions.shape[1])  # (B, layers, H)
-        logits, _, _ = self.policy.forward_sequence(
+        out = self.policy.forward_sequence_outputs(
             batch["observations"], hidden, batch["prev_actions"], batch["episode_start_masks"])
-        loss = imitation_loss(logits, actions, weights)
-        self.check_finite({"action_loss": loss})
+        logits = out.logits
+        action_loss = imitation_loss(logits, actions, weights)
+        losses = {"action_loss": action_loss}
+        if out.progress is not None:
+            losses["progress_loss"] = progress_loss(out.progress, batch["progress"].to(self.device))
+        self.check_finite(losses)
+        loss = action_loss + self.config.bc.progress_coef * losses.get("progress_loss", 0.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        metrics = {"action_loss": float(loss.detach())}
+        metrics = {name: float(value.detach()) for name, value in losses.items()}
         if self.config.bc.max_grad_norm is not None:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.config.bc.max_grad_norm)
@@ -159,16 +181,9 @@ class BCTrainer(BaseTrainer):
         seeded by (seed, phase, e), so a resumed run repeats the same batches.
 
         Returns False if ``total_updates`` stopped it early, True when all epochs ran."""
-        from agent.algos.features import OBSERVATION_FIELDS
-        from agent.datasets.torch_dataset import TrajectoryDataset, collate_episodes
-
-        fields = [f for f in OBSERVATION_FIELDS if f in (self.featurizer.rgb_field, "depth")]
-        parts = [TrajectoryDataset(path, keys=list(keys), fields=fields,
-                                   inflection_coef=self.config.bc.inflection_coef)
-                 for path, keys in sources if len(keys)]
-        if not parts:
-            raise ValueError("no training records (every source store is empty)")
+        parts = self.training_datasets(sources)
         dataset = torch.utils.data.ConcatDataset(parts)
+        batches = self.batch_source(dataset, sources)
         size, batch_size = len(dataset), self.config.bc.batch_size
         per_epoch = math.ceil(size / batch_size)
         bar = self.progress(epochs * per_epoch, f"{self.trainer_name} updates",
@@ -180,7 +195,7 @@ class BCTrainer(BaseTrainer):
                     if self.budget_reached():
                         return False
                     rows = order[self.batch_index * batch_size:(self.batch_index + 1) * batch_size]
-                    batch = collate_episodes([dataset[int(i)] for i in rows])
+                    batch = batches(rows)
                     metrics = self.update(batch)
                     self.batch_index += 1
                     self.last_metrics = self.record_update(
@@ -196,6 +211,77 @@ class BCTrainer(BaseTrainer):
             for part in parts:
                 part.close()
         return True
+
+    def training_datasets(self, sources: Sequence[Tuple[str, Sequence[str]]]) -> List[Any]:
+        """One TrajectoryDataset per non-empty source, reading the policy's observation
+        fields (and the poses its derived inputs and targets need)."""
+        from agent.algos.features import OBSERVATION_FIELDS
+        from agent.datasets.torch_dataset import TrajectoryDataset
+
+        fields = [f for f in OBSERVATION_FIELDS if f in (self.featurizer.rgb_field, "depth")]
+        if self.policy.point_goal or self.policy.progress_head is not None:
+            fields += ["positions", "headings"]
+        parts = [TrajectoryDataset(path, keys=list(keys), fields=fields,
+                                   inflection_coef=self.config.bc.inflection_coef,
+                                   transform=self.derived_fields)
+                 for path, keys in sources if len(keys)]
+        if not parts:
+            raise ValueError("no training records (every source store is empty)")
+        return parts
+
+    def batch_source(self, dataset: Any, sources: Sequence[Tuple[str, Sequence[str]]]
+                     ) -> Callable[[Sequence[int]], Dict[str, Any]]:
+        """rows -> collated batch: from RAM (``bc.in_memory``; records decoded once and kept
+        across DAgger iterations) or read from the stores every time."""
+        from agent.datasets.torch_dataset import collate_episodes
+
+        if not self.config.bc.in_memory:
+            return lambda rows: collate_episodes([dataset[int(i)] for i in rows])
+        wanted = [(path, key) for path, keys in sources if len(keys) for key in keys]
+        missing = [i for i, pk in enumerate(wanted) if pk not in self._memory]
+        if missing:
+            bar = self.progress(len(wanted), "load records into RAM",
+                                initial=len(wanted) - len(missing), unit="ep")
+            with bar:
+                for i in missing:
+                    self._memory[wanted[i]] = dataset[i]
+                    bar.update(1)
+        items = [self._memory[pk] for pk in wanted]
+        return lambda rows: collate_episodes([items[int(i)] for i in rows])
+
+    def derived_fields(self, item: Dict[str, Any]) -> Dict[str, Any]:
+        """Adds what the policy's options need to a record's item: ``pointgoal`` (T, 3) from
+        the recorded poses and the episode's goal (privileged point-goal policy) and
+        ``progress`` (T,) targets (progress monitor; NaN unless the record is the expert's)."""
+        from agent.datasets.torch_dataset import progress_targets
+        from agent.envs.base import point_goal_polar
+        from agent.models.policy import point_goal_features
+
+        steps = int(item["actions"].shape[0])
+        if self.policy.point_goal:
+            goal = self.goal_positions.get(str(item["episode_id"]))
+            if goal is None:
+                raise KeyError(f"record {item['key']}: episode {item['episode_id']} is not in "
+                               f"split {self.config.bc.split!r}, so its goal is unknown")
+            positions = item["positions"].numpy()
+            headings = item["headings"].numpy()
+            polar = [point_goal_polar(positions[t], float(headings[t]), goal) for t in range(steps)]
+            item["pointgoal"] = torch.from_numpy(point_goal_features(
+                [d for d, _ in polar], [b for _, b in polar]))
+        if self.policy.progress_head is not None:
+            if item["metadata"].get("source") == "expert":
+                item["progress"] = torch.from_numpy(progress_targets(item["positions"].numpy(), steps))
+            else:
+                item["progress"] = torch.full((steps,), float("nan"))
+        return item
+
+    @property
+    def goal_positions(self) -> Dict[str, Any]:
+        """episode id -> goal position [x, y, z] of the training split's episodes."""
+        if self._goal_positions is None:
+            self._goal_positions = {str(ep["episode_id"]): ep["goals"][0]["position"]
+                                    for ep in self.episodes if ep.get("goals")}
+        return self._goal_positions
 
     # ------------------------------------------------------------------ the run
     def train(self) -> Dict[str, Any]:

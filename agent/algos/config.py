@@ -68,6 +68,13 @@ class BCConfig:
     split: str = config_field("train", help="split whose expert episodes are recorded")
     max_episodes: Optional[int] = config_field(
         None, help="use only the first K episodes of the split (null = all)")
+    progress_coef: float = config_field(
+        1.0, help="weight of the progress monitor's loss (model.policy.progress_monitor; "
+                  "VLN-CE: 1.0), supervised on expert records only")
+    in_memory: bool = config_field(
+        True, help="decode the training records once and keep them in RAM (fast epochs; "
+                   "~3.5 GB for the default preset's expert store); false = read the store "
+                   "every batch")
 
 
 @dataclasses.dataclass(frozen=True)

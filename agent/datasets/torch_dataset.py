@@ -12,7 +12,7 @@ Batches match :meth:`agent.models.policy.RecurrentNavPolicy.forward_sequence` ``
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import torch
 from agent.datasets.trajectory_store import TrajectoryStore, inflection_weights
 
 #: per-step fields that are labels or poses, not policy observations
-LABEL_FIELDS = ("actions", "prev_actions", "weights")
+LABEL_FIELDS = ("actions", "prev_actions", "weights", "progress")
 POSE_FIELDS = ("positions", "headings")
 #: the previous action fed at t = 0; the policy replaces it with its start token wherever
 #: episode_start_masks == 0 (agent/models/policy.py: START_TOKEN, _embed_prev_actions)
@@ -58,8 +58,11 @@ class TrajectoryDataset(torch.utils.data.Dataset):
     :meth:`close` it before appending to the store from this process."""
 
     def __init__(self, store_path: str, keys: Optional[Sequence[Union[int, str]]] = None,
-                 fields: Optional[Sequence[str]] = None, inflection_coef: Optional[float] = None):
+                 fields: Optional[Sequence[str]] = None, inflection_coef: Optional[float] = None,
+                 transform: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None):
         self.store_path = os.fspath(store_path)
+        #: applied to every item (e.g. adds derived per-step fields such as ``progress``)
+        self.transform = transform
         self.fields = None if fields is None else tuple(fields)
         self.inflection_coef = inflection_coef
         with TrajectoryStore(self.store_path, readonly=True) as store:
@@ -122,7 +125,45 @@ class TrajectoryDataset(torch.utils.data.Dataset):
             else:
                 metadata[name] = value
         item["metadata"] = metadata
-        return item
+        return item if self.transform is None else self.transform(item)
+
+
+def progress_targets(positions: np.ndarray, steps: int) -> np.ndarray:
+    """Progress-monitor targets of a recorded path: float32 (steps,), the share of the path's
+    length walked before each step — 0 at the start, 1 at the last step (where the expert
+    calls STOP). ``positions`` (steps or steps + 1, 3) are the observed states; a path of
+    zero length is all ones (already there)."""
+    points = np.asarray(positions, dtype=np.float64)[:steps]
+    if len(points) != steps:
+        raise ValueError(f"progress targets need {steps} positions, got {len(points)}")
+    seg = np.linalg.norm(np.diff(points[:, [0, 2]], axis=0), axis=1)  # (steps - 1,)
+    walked = np.concatenate([[0.0], np.cumsum(seg)])  # (steps,)
+    total = walked[-1]
+    if total <= 0:
+        return np.ones(steps, dtype=np.float32)
+    return (walked / total).astype(np.float32)
+
+
+class InMemoryEpisodes:
+    """Every item of a dataset decoded once and kept in RAM; :meth:`batch` collates rows.
+
+    The LMDB read and zlib decode of each episode, repeated every epoch, cost more than a
+    small policy's update on the CPU; a default-preset expert store (277k frames of 4x4
+    features and 64x64 depth in float16) takes ~3.5 GB decoded."""
+
+    def __init__(self, dataset: Sequence[Dict[str, Any]], progress: Optional[Callable[[int], None]] = None):
+        self.items: List[Dict[str, Any]] = []
+        for i in range(len(dataset)):
+            self.items.append(dataset[i])
+            if progress is not None:
+                progress(1)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def batch(self, rows: Sequence[int]) -> Dict[str, Any]:
+        """:func:`collate_episodes` of the items at ``rows``."""
+        return collate_episodes([self.items[int(i)] for i in rows])
 
 
 def pad_time_major(sequences: Sequence[torch.Tensor], fill: float = 0) -> torch.Tensor:
@@ -167,6 +208,9 @@ def collate_episodes(batch: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         "episode_ids": [item["episode_id"] for item in batch],
         "metadata": [item["metadata"] for item in batch],
     }
+    if all("progress" in item for item in batch):  # NaN where a record has no target
+        out["progress"] = pad_time_major([item["progress"].float() for item in batch],
+                                         fill=float("nan"))
     observations: Dict[str, torch.Tensor] = {}
     skip = set(LABEL_FIELDS) | {"instruction_tokens", "key", "episode_id", "metadata"}
     names = sorted({n for item in batch for n, v in item.items()

@@ -45,6 +45,18 @@ INFO_KEYS = ("distance_to_goal", "position", "heading", "collided", "is_stop_cal
 PRIVILEGED_PREFIX = "privileged_"
 
 
+def point_goal_polar(position: Sequence[float], heading: float,
+                     goal: Sequence[float]) -> Tuple[float, float]:
+    """(distance, bearing) of ``goal`` in the agent's frame, habitat's PointGoal-with-GPS-
+    compass sensor in polar form: Euclidean floor-plane distance in metres, bearing in
+    radians in (-pi, pi], 0 straight ahead (-Z at heading 0), positive to the left."""
+    dx = float(goal[0]) - float(position[0])
+    dz = float(goal[2]) - float(position[2])
+    forward = dx * -math.sin(heading) + dz * -math.cos(heading)  # along (-sin, -cos)
+    left = dx * -math.cos(heading) + dz * math.sin(heading)  # along (-cos, +sin)
+    return math.hypot(dx, dz), math.atan2(left, forward)
+
+
 def heading_to_quaternion(theta: float) -> List[float]:
     """Yaw-only rotation about +Y as ``[x, y, z, w]``."""
     return [0.0, math.sin(theta / 2.0), 0.0, math.cos(theta / 2.0)]

@@ -5,7 +5,10 @@ Observation batches are dicts of tensors (numpy arrays are accepted):
 * ``"rgb"`` uint8 (B, H, W, 3) **or** ``"rgb_features"`` float (B, 1280, h, w) — the frozen
   MobileNetV2 features (:meth:`RGBEncoder.backbone_features`), e.g. from a feature cache;
 * ``"depth"`` float (B, H, W, 1) in metres;
-* ``"instruction_tokens"`` int64 (B, L), 0-padded dataset-vocabulary ids.
+* ``"instruction_tokens"`` int64 (B, L), 0-padded dataset-vocabulary ids;
+* ``"pointgoal"`` float (B, 3) — only for a privileged point-goal policy
+  (``point_goal=True``): the goal's ``[distance / 10 m, cos bearing, sin bearing]`` in the
+  agent's frame (:func:`point_goal_features`).
 
 Sequence versions take the same keys with a leading time axis (T, B, ...).
 
@@ -35,7 +38,10 @@ from agent.models.visual_encoders import DepthEncoder, RGBEncoder
 
 #: index 0 of the previous-action embedding: "no previous action" (episode start)
 START_TOKEN = 0
-POLICY_INPUT_KEYS = ("rgb", "rgb_features", "depth", "instruction_tokens")
+POLICY_INPUT_KEYS = ("rgb", "rgb_features", "depth", "instruction_tokens", "pointgoal")
+#: size of the point-goal input and of its embedding
+POINT_GOAL_SIZE = 3
+POINT_GOAL_EMBEDDING_SIZE = 32
 
 ObservationBatch = Mapping[str, Any]
 
@@ -62,6 +68,24 @@ class EncodedObservations(NamedTuple):
     text_features: torch.Tensor  # (N, L', D)
     text_mask: torch.Tensor  # (N, L') bool, True = attend
     text_sentence: torch.Tensor  # (N, D)
+    point_goal: Optional[torch.Tensor] = None  # (N, POINT_GOAL_EMBEDDING_SIZE) if point_goal
+
+
+class SequenceOutputs(NamedTuple):
+    """:meth:`RecurrentNavPolicy.forward_sequence_outputs`: the heads over (T, B) steps."""
+
+    logits: torch.Tensor  # (T, B, 4)
+    values: torch.Tensor  # (T, B)
+    hidden: torch.Tensor  # (B, layers, H) after step T-1
+    progress: Optional[torch.Tensor]  # (T, B) in [0, 1] with a progress monitor, else None
+
+
+def point_goal_features(distance: Any, bearing: Any) -> np.ndarray:
+    """Polar goal (metres, radians; see agent.envs.base.point_goal_polar), any shape S ->
+    float32 (*S, 3) ``[distance / 10, cos bearing, sin bearing]``."""
+    distance = np.asarray(distance, dtype=np.float64)
+    bearing = np.asarray(bearing, dtype=np.float64)
+    return np.stack([distance / 10.0, np.cos(bearing), np.sin(bearing)], -1).astype(np.float32)
 
 
 def batch_observations(observations: Sequence[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
@@ -135,7 +159,8 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
     def __init__(self, *, instruction_encoder: nn.Module, rgb_encoder: RGBEncoder,
                  depth_encoder: DepthEncoder, hidden_size: int = 512,
                  prev_action_embedding_size: int = 32, instruction_blind: bool = False,
-                 feature_dropout: float = 0.0):
+                 feature_dropout: float = 0.0, point_goal: bool = False,
+                 progress_monitor: bool = False):
         super().__init__()
         if not 0.0 <= feature_dropout < 1.0:
             raise ValueError(f"model.policy.feature_dropout must be in [0, 1), got {feature_dropout}")
@@ -149,6 +174,13 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         self.prev_action_embedding = nn.Embedding(NUM_ACTIONS + 1, prev_action_embedding_size)
         self.action_head = nn.Linear(hidden_size, NUM_ACTIONS)
         self.value_head = nn.Linear(hidden_size, 1)
+        #: privileged point-goal input (the ceiling of perception + control; never a VLN agent)
+        self.point_goal = bool(point_goal)
+        self.point_goal_embedding = nn.Sequential(
+            nn.Linear(POINT_GOAL_SIZE, POINT_GOAL_EMBEDDING_SIZE), nn.ReLU(True)) \
+            if self.point_goal else None
+        #: progress monitor (Ma et al. 2019, VLN-CE): predicts the share of the path done
+        self.progress_head = nn.Linear(hidden_size, 1) if progress_monitor else None
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, vocab: Any) -> "RecurrentNavPolicy":
@@ -159,7 +191,14 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                    hidden_size=cfg.policy.hidden_size,
                    prev_action_embedding_size=cfg.policy.prev_action_embedding_size,
                    instruction_blind=cfg.policy.instruction_blind,
-                   feature_dropout=cfg.policy.feature_dropout)
+                   feature_dropout=cfg.policy.feature_dropout,
+                   point_goal=cfg.policy.point_goal,
+                   progress_monitor=cfg.policy.progress_monitor)
+
+    @property
+    def point_goal_size(self) -> int:
+        """Width of the point-goal embedding in the recurrent inputs (0 without it)."""
+        return POINT_GOAL_EMBEDDING_SIZE if self.point_goal else 0
 
     @property
     def device(self) -> torch.device:
@@ -207,8 +246,14 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         depth_spatial, depth_pooled = self.depth_encoder(_as_tensor(obs["depth"], device))
         tokens = _as_tensor(obs["instruction_tokens"], device).long()
         text_features, text_mask, text_sentence = self._encode_instructions(tokens)
+        point_goal = None
+        if self.point_goal:
+            if "pointgoal" not in obs:
+                raise KeyError(f"a point-goal policy needs the 'pointgoal' observation; got "
+                               f"{sorted(obs)}")
+            point_goal = self.point_goal_embedding(_as_tensor(obs["pointgoal"], device).float())
         return EncodedObservations(rgb_spatial.float(), rgb_pooled, depth_spatial, depth_pooled,
-                                   text_features, text_mask, text_sentence)
+                                   text_features, text_mask, text_sentence, point_goal)
 
     def _embed_prev_actions(self, prev_actions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """(N,) actions, (N,) masks -> (N, E); masked steps get the start token."""
@@ -241,6 +286,13 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         """Whole sequences: obs values (T, B, ...), hidden (B, layers, H) before step 0,
         prev_actions (T, B), masks (T, B) (0 resets inside the sequence too)
         -> logits (T, B, 4), values (T, B), hidden (B, layers, H) after step T-1."""
+        out = self.forward_sequence_outputs(obs, hidden, prev_actions, masks)
+        return out.logits, out.values, out.hidden
+
+    def forward_sequence_outputs(self, obs: ObservationBatch, hidden: torch.Tensor,
+                                 prev_actions: torch.Tensor, masks: torch.Tensor
+                                 ) -> SequenceOutputs:
+        """:meth:`forward_sequence` with the auxiliary heads (:class:`SequenceOutputs`)."""
         device = self.device
         masks = _as_tensor(masks, device).float()
         prev_actions = _as_tensor(prev_actions, device).long()
@@ -261,11 +313,14 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         features, rnn_hidden = self._recurrent_core(encoded, prev_embedding, rnn_hidden, masks)
         logits = self.action_head(features)  # (T, B, 4)
         values = self.value_head(features).squeeze(-1)  # (T, B)
+        progress = None
+        if self.progress_head is not None:
+            progress = torch.sigmoid(self.progress_head(features).squeeze(-1))  # (T, B)
         new_hidden = rnn_hidden.transpose(0, 1)  # (B, layers, H)
         assert logits.shape == (t_len, batch, NUM_ACTIONS), logits.shape
         assert values.shape == (t_len, batch), values.shape
         assert new_hidden.shape == (batch, self.num_recurrent_layers, self.hidden_size)
-        return logits, values, new_hidden
+        return SequenceOutputs(logits, values, new_hidden, progress)
 
     def forward(self, obs: ObservationBatch, hidden: torch.Tensor, prev_actions: torch.Tensor,
                 masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -310,6 +365,7 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                 "instruction_encoder": self.instruction_encoder.encoder_name,
                 "rgb_encoder": self.rgb_encoder.cache_name,
                 "vocab_sha1": self.instruction_encoder.vocab_sha1,
+                "point_goal": self.point_goal,
                 "num_parameters": sum(p.numel() for p in self.parameters()),
                 "num_trainable_parameters": trainable}
 
@@ -331,14 +387,15 @@ class CMAPolicy(RecurrentNavPolicy):
         text_size = self.instruction_encoder.output_size
         rgb_out, depth_out = self.rgb_encoder.output_size, self.depth_encoder.output_size
         prev_size = self.prev_action_embedding.embedding_dim
-        self.state_gru = nn.GRU(rgb_out + depth_out + prev_size, hidden)
+        goal_size = self.point_goal_size
+        self.state_gru = nn.GRU(rgb_out + depth_out + prev_size + goal_size, hidden)
         self.state_query = nn.Linear(hidden, half)
         self.text_keys = nn.Linear(text_size, half)
         self.text_query = nn.Linear(text_size, half)
         # 1x1 convs give per-position keys (first `half` channels) and values (the rest)
         self.rgb_keys_values = nn.Conv2d(self.rgb_encoder.feature_channels, half + rgb_out, 1)
         self.depth_keys_values = nn.Conv2d(self.depth_encoder.feature_channels, half + depth_out, 1)
-        joint_size = hidden + text_size + rgb_out + depth_out + prev_size
+        joint_size = hidden + text_size + rgb_out + depth_out + prev_size + goal_size
         self.joint_compress = nn.Sequential(nn.Linear(joint_size, hidden), nn.ReLU(True))
         self.action_gru = nn.GRU(hidden, hidden)
 
@@ -353,7 +410,9 @@ class CMAPolicy(RecurrentNavPolicy):
                         hidden: torch.Tensor, masks: torch.Tensor
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
         t_len, batch = masks.shape
-        state_in = torch.cat([encoded.rgb_pooled, encoded.depth_pooled, prev_embedding], dim=1)
+        goal = [] if encoded.point_goal is None else [encoded.point_goal]
+        state_in = torch.cat([encoded.rgb_pooled, encoded.depth_pooled, prev_embedding] + goal,
+                             dim=1)  # (N, rgb + depth + prev [+ goal])
         state, state_hidden = run_masked_gru(
             self.state_gru, state_in.view(t_len, batch, -1), hidden[0:1], masks)
         state = state.reshape(t_len * batch, self.hidden_size)  # (N, H)
@@ -362,7 +421,8 @@ class CMAPolicy(RecurrentNavPolicy):
         text_query = self.text_query(text)  # (N, H/2)
         rgb = self._attend_spatial(text_query, encoded.rgb_spatial, self.rgb_keys_values)
         depth = self._attend_spatial(text_query, encoded.depth_spatial, self.depth_keys_values)
-        joint = self.joint_compress(torch.cat([state, text, rgb, depth, prev_embedding], dim=1))
+        joint = self.joint_compress(torch.cat([state, text, rgb, depth, prev_embedding] + goal,
+                                              dim=1))
         features, action_hidden = run_masked_gru(
             self.action_gru, joint.view(t_len, batch, self.hidden_size), hidden[1:2], masks)
         return features, torch.cat([state_hidden, action_hidden], dim=0)
@@ -378,15 +438,17 @@ class Seq2SeqPolicy(RecurrentNavPolicy):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         input_size = (self.instruction_encoder.output_size + self.rgb_encoder.output_size
-                      + self.depth_encoder.output_size + self.prev_action_embedding.embedding_dim)
+                      + self.depth_encoder.output_size + self.prev_action_embedding.embedding_dim
+                      + self.point_goal_size)
         self.gru = nn.GRU(input_size, self.hidden_size)
 
     def _recurrent_core(self, encoded: EncodedObservations, prev_embedding: torch.Tensor,
                         hidden: torch.Tensor, masks: torch.Tensor
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
         t_len, batch = masks.shape
+        goal = [] if encoded.point_goal is None else [encoded.point_goal]
         joint = torch.cat([encoded.text_sentence, encoded.rgb_pooled, encoded.depth_pooled,
-                           prev_embedding], dim=1)  # (N, input_size)
+                           prev_embedding] + goal, dim=1)  # (N, input_size)
         return run_masked_gru(self.gru, joint.view(t_len, batch, -1), hidden, masks)
 
 

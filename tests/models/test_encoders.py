@@ -206,7 +206,7 @@ def test_rgb_encoder_shapes_and_deterministic_frozen_features(rgb_encoder, size)
     assert not rgb_encoder.backbone.training
     assert torch.equal(rgb_encoder(rgb)[0], spatial)
     assert not spatial.requires_grad and pooled.requires_grad  # projection still trains
-    assert RGBEncoder.feature_shape(size, size) == tuple(spatial.shape[1:])
+    assert rgb_encoder.feature_shape(size, size) == tuple(spatial.shape[1:])
     # the image matters: another image gives other features
     assert not torch.allclose(rgb_encoder(rgb.flip(0))[0], spatial)
 

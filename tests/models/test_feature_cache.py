@@ -193,7 +193,7 @@ def test_real_rgb_encoder_features_through_the_cache(tmp_path):
         keys = [cache.key(*pose) for pose in poses(5)]
         cached = encode_with_cache(cache, keys, images,
                                    lambda batch: encode_frames_batched(encoder, batch), batch_size=4)
-        assert cached.shape == (5,) + RGBEncoder.feature_shape(64, 64)
+        assert cached.shape == (5,) + encoder.feature_shape(64, 64)
         direct = encode_frames_batched(encoder, images).numpy()
         np.testing.assert_allclose(cached.astype(np.float32), direct, rtol=1e-2, atol=1e-2)
         # what the policy reads back gives its pooled projection like raw frames would
