@@ -466,6 +466,9 @@ class PolicyConfig:
     progress_monitor: bool = config_field(
         False, help="auxiliary head predicting the share of the path walked (Ma et al. 2019, "
                     "VLN-CE's progress monitor), trained with bc.progress_coef")
+    room_heads: bool = config_field(
+        False, help="auxiliary heads predicting the type and wall colour of the room the agent "
+                    "stands in (labels from the houses' floor plans), trained with bc.room_coef")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ then the mean over episodes (VLN-CE ``DaggerTrainer._update_agent``). Adam at ``
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -74,6 +75,7 @@ class BCTrainer(BaseTrainer):
         self.gt = gt
         self._featurizer = None
         self._goal_positions: Optional[Dict[str, Any]] = None
+        self._floorplans: Dict[str, Any] = {}
         #: (store path, record key) -> decoded item, kept across fits (bc.in_memory)
         self._memory: Dict[Tuple[str, str], Dict[str, Any]] = {}
         #: position of the supervised loop (saved in checkpoints)
@@ -158,8 +160,16 @@ class BCTrainer(BaseTrainer):
         losses = {"action_loss": action_loss}
         if out.progress is not None:
             losses["progress_loss"] = progress_loss(out.progress, batch["progress"].to(self.device))
+        for name, head_logits in (("room_type", out.room_type_logits),
+                                  ("wall_colour", out.wall_colour_logits)):
+            if head_logits is not None:
+                losses[f"{name}_loss"] = F.cross_entropy(
+                    head_logits.flatten(0, 1), batch[name].to(self.device).flatten(),
+                    ignore_index=-1)  # (T*B, C) vs (T*B,)
         self.check_finite(losses)
-        loss = action_loss + self.config.bc.progress_coef * losses.get("progress_loss", 0.0)
+        loss = action_loss + self.config.bc.progress_coef * losses.get("progress_loss", 0.0) \
+            + self.config.bc.room_coef * (losses.get("room_type_loss", 0.0)
+                                          + losses.get("wall_colour_loss", 0.0))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         metrics = {name: float(value.detach()) for name, value in losses.items()}
@@ -219,7 +229,8 @@ class BCTrainer(BaseTrainer):
         from agent.datasets.torch_dataset import TrajectoryDataset
 
         fields = [f for f in OBSERVATION_FIELDS if f in (self.featurizer.rgb_field, "depth")]
-        if self.policy.point_goal or self.policy.progress_head is not None:
+        if self.policy.point_goal or self.policy.progress_head is not None \
+                or self.policy.room_type_head is not None:
             fields += ["positions", "headings"]
         parts = [TrajectoryDataset(path, keys=list(keys), fields=fields,
                                    inflection_coef=self.config.bc.inflection_coef,
@@ -268,12 +279,36 @@ class BCTrainer(BaseTrainer):
             polar = [point_goal_polar(positions[t], float(headings[t]), goal) for t in range(steps)]
             item["pointgoal"] = torch.from_numpy(point_goal_features(
                 [d for d, _ in polar], [b for _, b in polar]))
+        if self.policy.room_type_head is not None:
+            item["room_type"], item["wall_colour"] = self.room_labels(
+                str(item["metadata"]["scene_id"]), item["positions"].numpy()[:steps])
         if self.policy.progress_head is not None:
             if item["metadata"].get("source") == "expert":
                 item["progress"] = torch.from_numpy(progress_targets(item["positions"].numpy(), steps))
             else:
                 item["progress"] = torch.full((steps,), float("nan"))
         return item
+
+    def room_labels(self, scene_id: str, positions: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-step (room type, wall colour) class ids of the room at each position (0 =
+        outside every room, e.g. in a doorway), from the houses floor plan of ``scene_id``."""
+        from agent.envs.houses.catalog import WALL_COLOR_NAMES
+        from agent.envs.houses.floorplan import ROOM_TYPES, FloorPlan
+        from agent.envs.houses.generator import floorplan_path_for
+
+        plan = self._floorplans.get(scene_id)
+        if plan is None:
+            path = floorplan_path_for(os.path.join(self.config.data_dir, "scenes"), scene_id)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"model.policy.room_heads needs the houses floor plan "
+                                        f"{path} of scene {scene_id!r}")
+            plan = self._floorplans[scene_id] = FloorPlan.load(path)
+        types, colours = [], []
+        for x, _y, z in positions:
+            room = plan.room_at(float(x), float(z))
+            types.append(0 if room is None else 1 + ROOM_TYPES.index(room.room_type))
+            colours.append(0 if room is None else 1 + WALL_COLOR_NAMES.index(room.wall_color_name))
+        return torch.tensor(types, dtype=torch.long), torch.tensor(colours, dtype=torch.long)
 
     @property
     def goal_positions(self) -> Dict[str, Any]:

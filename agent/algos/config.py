@@ -71,6 +71,8 @@ class BCConfig:
     progress_coef: float = config_field(
         1.0, help="weight of the progress monitor's loss (model.policy.progress_monitor; "
                   "VLN-CE: 1.0), supervised on expert records only")
+    room_coef: float = config_field(
+        0.5, help="weight of each room head's cross-entropy (model.policy.room_heads)")
     in_memory: bool = config_field(
         True, help="decode the training records once and keep them in RAM (fast epochs; "
                    "~3.5 GB for the default preset's expert store); false = read the store "
@@ -111,6 +113,9 @@ class EvalSection:
         None, help="evaluate K episodes spread evenly over each split (every house; "
                    "exclusive with max_episodes)")
     num_envs: int = config_field(2, help="evaluation environment worker processes")
+    num_workers: Optional[int] = config_field(
+        None, help="worker processes sharing the eval.num_envs environments (null = one per "
+                   "env up to 2 envs, else one per CPU core)")
     selection: Literal["last", "best_val_seen"] = config_field(
         "last", help="checkpoint to evaluate: the last one, or the best SR on val_seen "
                      "(never selected on val_unseen)")
@@ -134,6 +139,9 @@ class TrainConfig:
     device: str = config_field("cpu", help="torch device")
     torch_threads: int = config_field(0, help="torch intra-op threads (0 = torch's default)")
     num_envs: int = config_field(2, help="environment worker processes for data collection")
+    num_workers: Optional[int] = config_field(
+        None, help="worker processes sharing the num_envs environments, each holding a block "
+                   "of them (null = one per env up to 2 envs, else one per CPU core)")
     total_updates: Optional[int] = config_field(
         None, help="stop after this many gradient updates (null = the trainer's own schedule)")
     checkpoint_interval: int = config_field(

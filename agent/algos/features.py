@@ -313,12 +313,45 @@ def record_expert_episodes(envs, episodes: Sequence[Dict[str, Any]],
                            on_episode: Optional[Callable[[Dict[str, Any]], None]] = None
                            ) -> CollectStats:
     """Teacher-forcing data: replay each episode's ground-truth actions (``{split}_gt``)
-    and store it under its episode id; episodes already stored are skipped (resume)."""
-    requests = []
+    and store it under its episode id; episodes already stored are skipped (resume).
+
+    Episodes that walk the same path (R2R: three instructions per path — same scene, start
+    pose and actions) see the same frames, so only one of them is rendered; the others are
+    copies of its record with their own episode id and instruction tokens."""
+    requests, copies = [], []
+    source_of: Dict[Tuple[Any, ...], str] = {}
     for n, episode in enumerate(episodes):
         key = str(episode["episode_id"])
         if key not in gt:
             raise KeyError(f"episode {key!r} has no ground-truth actions in the split's _gt file")
-        requests.append(RolloutRequest(episode, key, (seed, n), list(gt[key]["actions"])))
-    return collect_episodes(envs, requests, featurizer, store, source="expert", beta=1.0,
-                            on_episode=on_episode)
+        actions = [int(a) for a in gt[key]["actions"]]
+        path = (str(episode["scene_id"]), tuple(float(v) for v in episode["start_position"]),
+                tuple(float(v) for v in episode["start_rotation"]), tuple(actions))
+        if path in source_of:
+            copies.append((episode, source_of[path]))
+            continue
+        source_of[path] = key
+        requests.append(RolloutRequest(episode, key, (seed, n), actions))
+    # a path whose rendered episode was stored by an earlier (killed) recording needs none
+    stats = collect_episodes(envs, requests, featurizer, store, source="expert", beta=1.0,
+                             on_episode=on_episode)
+    from agent.envs.houses.env import instruction_tokens
+
+    start_time = time.perf_counter()
+    for episode, source_key in copies:
+        key = str(episode["episode_id"])
+        if store.contains(key):
+            stats.skipped += 1
+            continue
+        record = store.get(store.key_of(source_key))
+        tokens = instruction_tokens(episode["instruction"]["instruction_tokens"],
+                                    f"episode {key}")  # as the env pads them
+        record.update(episode_id=key, trajectory_id=episode.get("trajectory_id"),
+                      instruction_tokens=tokens, copied_from=source_key)
+        store.append(record, unique_key=key, if_exists="skip")
+        stats.episodes += 1
+        stats.frames += len(record["actions"])
+        if on_episode is not None:
+            on_episode(record)
+    stats.seconds += time.perf_counter() - start_time
+    return stats

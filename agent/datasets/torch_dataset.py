@@ -20,7 +20,7 @@ import torch
 from agent.datasets.trajectory_store import TrajectoryStore, inflection_weights
 
 #: per-step fields that are labels or poses, not policy observations
-LABEL_FIELDS = ("actions", "prev_actions", "weights", "progress")
+LABEL_FIELDS = ("actions", "prev_actions", "weights", "progress", "room_type", "wall_colour")
 POSE_FIELDS = ("positions", "headings")
 #: the previous action fed at t = 0; the policy replaces it with its start token wherever
 #: episode_start_masks == 0 (agent/models/policy.py: START_TOKEN, _embed_prev_actions)
@@ -211,6 +211,9 @@ def collate_episodes(batch: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     if all("progress" in item for item in batch):  # NaN where a record has no target
         out["progress"] = pad_time_major([item["progress"].float() for item in batch],
                                          fill=float("nan"))
+    for name in ("room_type", "wall_colour"):  # class ids, -1 = no label (padding too)
+        if all(name in item for item in batch):
+            out[name] = pad_time_major([item[name].long() for item in batch], fill=-1)
     observations: Dict[str, torch.Tensor] = {}
     skip = set(LABEL_FIELDS) | {"instruction_tokens", "key", "episode_id", "metadata"}
     names = sorted({n for item in batch for n, v in item.items()

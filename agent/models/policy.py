@@ -39,6 +39,10 @@ from agent.models.visual_encoders import DepthEncoder, RGBEncoder
 #: index 0 of the previous-action embedding: "no previous action" (episode start)
 START_TOKEN = 0
 POLICY_INPUT_KEYS = ("rgb", "rgb_features", "depth", "instruction_tokens", "pointgoal")
+#: classes of the room heads: index 0 = outside every room (a doorway), then the houses'
+#: room types / wall colour words (agent.envs.houses.floorplan / catalog)
+ROOM_CLASSES = 1 + 8
+COLOUR_CLASSES = 1 + 10
 #: size of the point-goal input and of its embedding
 POINT_GOAL_SIZE = 3
 POINT_GOAL_EMBEDDING_SIZE = 32
@@ -78,6 +82,8 @@ class SequenceOutputs(NamedTuple):
     values: torch.Tensor  # (T, B)
     hidden: torch.Tensor  # (B, layers, H) after step T-1
     progress: Optional[torch.Tensor]  # (T, B) in [0, 1] with a progress monitor, else None
+    room_type_logits: Optional[torch.Tensor] = None  # (T, B, ROOM_CLASSES) with room heads
+    wall_colour_logits: Optional[torch.Tensor] = None  # (T, B, COLOUR_CLASSES) with room heads
 
 
 def point_goal_features(distance: Any, bearing: Any) -> np.ndarray:
@@ -160,7 +166,7 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                  depth_encoder: DepthEncoder, hidden_size: int = 512,
                  prev_action_embedding_size: int = 32, instruction_blind: bool = False,
                  feature_dropout: float = 0.0, point_goal: bool = False,
-                 progress_monitor: bool = False):
+                 progress_monitor: bool = False, room_heads: bool = False):
         super().__init__()
         if not 0.0 <= feature_dropout < 1.0:
             raise ValueError(f"model.policy.feature_dropout must be in [0, 1), got {feature_dropout}")
@@ -181,6 +187,9 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
             if self.point_goal else None
         #: progress monitor (Ma et al. 2019, VLN-CE): predicts the share of the path done
         self.progress_head = nn.Linear(hidden_size, 1) if progress_monitor else None
+        #: auxiliary heads: the type and the wall colour of the room the agent stands in
+        self.room_type_head = nn.Linear(hidden_size, ROOM_CLASSES) if room_heads else None
+        self.wall_colour_head = nn.Linear(hidden_size, COLOUR_CLASSES) if room_heads else None
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, vocab: Any) -> "RecurrentNavPolicy":
@@ -193,7 +202,8 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                    instruction_blind=cfg.policy.instruction_blind,
                    feature_dropout=cfg.policy.feature_dropout,
                    point_goal=cfg.policy.point_goal,
-                   progress_monitor=cfg.policy.progress_monitor)
+                   progress_monitor=cfg.policy.progress_monitor,
+                   room_heads=cfg.policy.room_heads)
 
     @property
     def point_goal_size(self) -> int:
@@ -316,11 +326,15 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         progress = None
         if self.progress_head is not None:
             progress = torch.sigmoid(self.progress_head(features).squeeze(-1))  # (T, B)
+        room_type = wall_colour = None
+        if self.room_type_head is not None:
+            room_type = self.room_type_head(features)  # (T, B, ROOM_CLASSES)
+            wall_colour = self.wall_colour_head(features)  # (T, B, COLOUR_CLASSES)
         new_hidden = rnn_hidden.transpose(0, 1)  # (B, layers, H)
         assert logits.shape == (t_len, batch, NUM_ACTIONS), logits.shape
         assert values.shape == (t_len, batch), values.shape
         assert new_hidden.shape == (batch, self.num_recurrent_layers, self.hidden_size)
-        return SequenceOutputs(logits, values, new_hidden, progress)
+        return SequenceOutputs(logits, values, new_hidden, progress, room_type, wall_colour)
 
     def forward(self, obs: ObservationBatch, hidden: torch.Tensor, prev_actions: torch.Tensor,
                 masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -4,6 +4,7 @@ privileged point-goal input, and the in-memory batches equal to batches read fro
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -70,6 +71,7 @@ def test_mid_level_features_progress_monitor_and_point_goal_train(tiny_dataset, 
                                                                    tmp_path):
     cfg = aux_config(tiny_dataset, tmp_path / "run", features_dir,
                      "model.policy.progress_monitor=true", "model.policy.point_goal=true",
+                     "model.policy.room_heads=true",
                      "model.policy.instruction_blind=true")
     trainer = BCTrainer.from_config(cfg)
     assert trainer.policy.rgb_encoder.cache_name == "mobilenet_v2_imagenet_L7+14_g4"
@@ -92,6 +94,21 @@ def test_mid_level_features_progress_monitor_and_point_goal_train(tiny_dataset, 
     assert float(item["pointgoal"][-1, 0]) * 10.0 < 0.5 + 1e-3
     assert float(item["pointgoal"][0, 0]) * 10.0 > 1.0
 
+    # room labels: the room the expert stands in, from the floor plan
+    from agent.envs.houses.catalog import WALL_COLOR_NAMES
+    from agent.envs.houses.floorplan import ROOM_TYPES, FloorPlan
+    from agent.models.policy import COLOUR_CLASSES, ROOM_CLASSES
+
+    assert (ROOM_CLASSES, COLOUR_CLASSES) == (1 + len(ROOM_TYPES), 1 + len(WALL_COLOR_NAMES))
+    scene = item["metadata"]["scene_id"]
+    plan = FloorPlan.load(os.path.join(tiny_dataset, "scenes", scene[:-4] + ".floorplan.json"))
+    room = plan.rooms[0]
+    centre = np.array([[room.rect.center[0], 0.0, room.rect.center[1]]])
+    types, colours = trainer.room_labels(scene, centre)
+    assert ROOM_TYPES[int(types[0]) - 1] == room.room_type
+    assert WALL_COLOR_NAMES[int(colours[0]) - 1] == room.wall_color_name
+    assert item["room_type"].shape == item["actions"].shape and int(item["room_type"].min()) >= 0
+
     from_store = trainer.batch_source(dataset, sources)
     trainer.config = cfg  # in_memory is the default
     in_memory = trainer.batch_source(dataset, sources)
@@ -106,6 +123,8 @@ def test_mid_level_features_progress_monitor_and_point_goal_train(tiny_dataset, 
     losses = [trainer.update(in_memory(rows)) for _ in range(40)]
     assert losses[-1]["progress_loss"] < 0.5 * losses[0]["progress_loss"]
     assert losses[-1]["action_loss"] < losses[0]["action_loss"]
+    assert losses[-1]["room_type_loss"] < 0.5 * losses[0]["room_type_loss"]
+    assert losses[-1]["wall_colour_loss"] < 0.5 * losses[0]["wall_colour_loss"]
 
 
 def test_a_policy_refuses_features_it_was_not_built_for():
