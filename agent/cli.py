@@ -97,6 +97,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     tr.set_defaults(func=_handler("agent.algos.train:cli_train"))
 
+    cu = sub.add_parser("curves", help="learning curves of a training run: teacher-forced "
+                                       "train vs val_seen NLL (and SR) of every checkpoint")
+    cu.add_argument("run_dir", help="the run directory (holds checkpoints/ckpt_*.pt)")
+    cu.add_argument("--sample", type=int, default=100,
+                    help="expert episodes of train and of val_seen, spread over their houses")
+    cu.add_argument("--sr-episodes", type=int, default=0,
+                    help="also the success rate of rollouts on M episodes of each split (slow)")
+    cu.add_argument("--out", default=None, help="output directory (default RUN_DIR/curves)")
+    cu.add_argument("--data", default=None, help="dataset directory (default: the run's)")
+    cu.add_argument("--num-envs", type=int, default=2, help="recording / rollout workers")
+    cu.set_defaults(func=_handler("agent.algos.curves:cli_curves"))
+
     rm = sub.add_parser("reward-map", help="draw the learned reward over a house map")
     rm.add_argument("--checkpoint", required=True)
     rm.add_argument("--data", default=None)

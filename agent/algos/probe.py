@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["instruction_probe", "teacher_forced_scores"]
+__all__ = ["instruction_probe", "teacher_forced_scores", "expert_items"]
 
 
 @torch.no_grad()
@@ -32,14 +32,18 @@ def teacher_forced_scores(policy: torch.nn.Module, items: Sequence[Mapping[str, 
                           tokens: Sequence[np.ndarray], batch_size: int = 8
                           ) -> Dict[str, np.ndarray]:
     """Teacher-forced scores of ``items`` (TrajectoryDataset items) whose instruction is
-    replaced by ``tokens[i]`` -> per episode ``nll`` (mean over steps), ``accuracy`` and
-    ``first_action`` (1.0 if the argmax at t = 0 is the expert's), each (N,)."""
+    replaced by ``tokens[i]`` -> per episode ``nll`` (mean over steps), ``weighted_nll``
+    (BC's :func:`~agent.algos.bc.imitation_loss` with the items' ``weights``: the
+    inflection-weighted mean when the dataset was read with ``inflection_coef``, else = nll),
+    ``accuracy`` and ``first_action`` (1.0 if the argmax at t = 0 is the expert's), each (N,)."""
+    from agent.algos.bc import imitation_loss
     from agent.datasets.torch_dataset import collate_episodes
 
     if len(items) != len(tokens):
         raise ValueError(f"{len(items)} episodes but {len(tokens)} instructions")
     policy.eval()
     nll: List[float] = []
+    weighted_nll: List[float] = []
     accuracy: List[float] = []
     first: List[float] = []
     for start in range(0, len(items), batch_size):
@@ -53,10 +57,45 @@ def teacher_forced_scores(policy: torch.nn.Module, items: Sequence[Mapping[str, 
         log_probs = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         steps = mask.sum(0)
         nll.extend((-(log_probs * mask).sum(0) / steps).tolist())
+        weights = batch["weights"]  # (T, B), 0 on padding
+        weighted_nll.extend(float(imitation_loss(logits[:, j:j + 1], actions[:, j:j + 1],
+                                                 weights[:, j:j + 1])) for j in range(len(rows)))
         accuracy.extend((((logits.argmax(-1) == actions).float() * mask).sum(0) / steps).tolist())
         first.extend((logits[0].argmax(-1) == actions[0]).float().tolist())
-    return {"nll": np.asarray(nll), "accuracy": np.asarray(accuracy),
-            "first_action": np.asarray(first)}
+    return {"nll": np.asarray(nll), "weighted_nll": np.asarray(weighted_nll),
+            "accuracy": np.asarray(accuracy), "first_action": np.asarray(first)}
+
+
+def expert_items(policy: torch.nn.Module, cfg: Any, vocab: Any, split: str,
+                 episodes: Sequence[Mapping[str, Any]], *, work_dir: str, num_envs: int = 2,
+                 progress: bool = False, inflection_coef: Optional[float] = None
+                 ) -> List[Dict[str, Any]]:
+    """TrajectoryDataset items of the expert's recordings of ``episodes`` of ``split`` (in
+    their order), from the split's shared expert store for ``cfg``'s encoder and resolution
+    (``cfg.data_dir`` is the dataset); the missing ones are first recorded (``num_envs``
+    worker processes; the recording's scalars go to ``work_dir/tensorboard``). With
+    ``inflection_coef`` the items' ``weights`` are BC's inflection weights."""
+    import dataclasses
+
+    from agent.algos.bc import BCTrainer
+    from agent.algos.features import OBSERVATION_FIELDS
+    from agent.datasets.torch_dataset import TrajectoryDataset
+
+    cfg = dataclasses.replace(cfg, num_envs=num_envs, progress=progress, out_dir=work_dir,
+                              bc=dataclasses.replace(cfg.bc, split=split, max_episodes=None))
+    trainer = BCTrainer(config=cfg, policy=policy, vocab=vocab, episodes=list(episodes),
+                        gt=BCTrainer.load_expert_gt(cfg, "teacher forcing replays expert actions"))
+    try:
+        keys = trainer.ensure_expert_data()
+        fields = [f for f in OBSERVATION_FIELDS if f in (trainer.featurizer.rgb_field, "depth")]
+        dataset = TrajectoryDataset(trainer.expert_store_path(), keys=keys, fields=fields,
+                                    inflection_coef=inflection_coef)
+        try:
+            return [dataset[i] for i in range(len(dataset))]
+        finally:
+            dataset.close()
+    finally:
+        trainer.close()
 
 
 def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[str] = None,
@@ -69,11 +108,8 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
     the frozen encoder, ``num_envs`` worker processes)."""
     import dataclasses
 
-    from agent.algos.bc import BCTrainer
     from agent.algos.checkpoint import build_policy_from_checkpoint, load_checkpoint
-    from agent.algos.features import OBSERVATION_FIELDS
     from agent.datasets.episodes import house_of, load_split, split_paths
-    from agent.datasets.torch_dataset import TrajectoryDataset
     from eval.evaluator import evenly_spaced, shuffle_instructions
     from eval.statistics import paired_delta_ci
 
@@ -90,21 +126,9 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
     shuffled = {str(ep["episode_id"]): ep for ep in shuffle_instructions(episodes, seed)}
     chosen = evenly_spaced(episodes, sample) if sample else list(episodes)
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_path)))
-    cfg = dataclasses.replace(cfg, data_dir=data_dir, num_envs=num_envs, progress=progress,
-                              out_dir=run_dir,
-                              bc=dataclasses.replace(cfg.bc, split=split, max_episodes=None))
-    trainer = BCTrainer(config=cfg, policy=policy, vocab=vocab, episodes=chosen,
-                        gt=BCTrainer.load_expert_gt(cfg, "the probe replays expert actions"))
-    try:
-        keys = trainer.ensure_expert_data()
-        fields = [f for f in OBSERVATION_FIELDS if f in (trainer.featurizer.rgb_field, "depth")]
-        dataset = TrajectoryDataset(trainer.expert_store_path(), keys=keys, fields=fields)
-        try:
-            items = [dataset[i] for i in range(len(dataset))]
-        finally:
-            dataset.close()
-    finally:
-        trainer.close()
+    items = expert_items(policy, dataclasses.replace(cfg, data_dir=data_dir), vocab, split,
+                         chosen, work_dir=run_dir, num_envs=num_envs, progress=progress,
+                         inflection_coef=cfg.bc.inflection_coef)
     ids = [str(item["episode_id"]) for item in items]
     own_tokens = [item["instruction_tokens"].numpy() for item in items]
     # (collate_episodes pads instructions of different lengths)
