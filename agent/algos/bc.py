@@ -200,7 +200,7 @@ class BCTrainer(BaseTrainer):
                             initial=min(self.epoch * per_epoch + self.batch_index, epochs * per_epoch))
         try:
             while self.epoch < epochs:
-                order = np.random.default_rng([self.config.seed, phase, self.epoch]).permutation(size)
+                order = self.epoch_order(size, phase, batches.lengths)
                 while self.batch_index < per_epoch:
                     if self.budget_reached():
                         return False
@@ -247,7 +247,9 @@ class BCTrainer(BaseTrainer):
         from agent.datasets.torch_dataset import collate_episodes
 
         if not self.config.bc.in_memory:
-            return lambda rows: collate_episodes([dataset[int(i)] for i in rows])
+            source = lambda rows: collate_episodes([dataset[int(i)] for i in rows])  # noqa: E731
+            source.lengths = None
+            return source
         wanted = [(path, key) for path, keys in sources if len(keys) for key in keys]
         missing = [i for i, pk in enumerate(wanted) if pk not in self._memory]
         if missing:
@@ -258,7 +260,26 @@ class BCTrainer(BaseTrainer):
                     self._memory[wanted[i]] = dataset[i]
                     bar.update(1)
         items = [self._memory[pk] for pk in wanted]
-        return lambda rows: collate_episodes([items[int(i)] for i in rows])
+        source = lambda rows: collate_episodes([items[int(i)] for i in rows])  # noqa: E731
+        source.lengths = np.array([len(item["actions"]) for item in items])
+        return source
+
+    def epoch_order(self, size: int, phase: int, lengths: Optional[np.ndarray]) -> np.ndarray:
+        """The episode order of epoch ``self.epoch``: a permutation seeded by (seed, phase,
+        epoch). With ``bc.bucket_by_length`` and known lengths, each window of 8 batches is
+        sorted by length (episodes of a batch pad to similar lengths: less compute spent on
+        padding) and the batches are then shuffled, with the same seed."""
+        rng = np.random.default_rng([self.config.seed, phase, self.epoch])
+        order = rng.permutation(size)
+        if not self.config.bc.bucket_by_length or lengths is None:
+            return order
+        batch_size = self.config.bc.batch_size
+        window = 8 * batch_size
+        for start in range(0, size, window):
+            chunk = order[start:start + window]
+            order[start:start + window] = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches = [order[i:i + batch_size] for i in range(0, size, batch_size)]
+        return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
     def derived_fields(self, item: Dict[str, Any]) -> Dict[str, Any]:
         """Adds what the policy's options need to a record's item: ``pointgoal`` (T, 3) from

@@ -73,6 +73,9 @@ class BCConfig:
                   "VLN-CE: 1.0), supervised on expert records only")
     room_coef: float = config_field(
         0.5, help="weight of each room head's cross-entropy (model.policy.room_heads)")
+    bucket_by_length: bool = config_field(
+        True, help="with in_memory: batches of episodes of similar length (windows of 8 "
+                   "batches sorted by length, batches shuffled), less padding to compute")
     in_memory: bool = config_field(
         True, help="decode the training records once and keep them in RAM (fast epochs; "
                    "~3.5 GB for the default preset's expert store); false = read the store "

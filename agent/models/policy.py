@@ -69,9 +69,12 @@ class EncodedObservations(NamedTuple):
     rgb_pooled: torch.Tensor  # (N, rgb_out)
     depth_spatial: torch.Tensor  # (N, Cd, s, s)
     depth_pooled: torch.Tensor  # (N, depth_out)
-    text_features: torch.Tensor  # (N, L', D)
-    text_mask: torch.Tensor  # (N, L') bool, True = attend
+    # a sequence repeats its instruction at every step: token features are kept once per
+    # distinct instruction (U of them) and rows point at theirs through text_index
+    text_features: torch.Tensor  # (U, L', D)
+    text_mask: torch.Tensor  # (U, L') bool, True = attend
     text_sentence: torch.Tensor  # (N, D)
+    text_index: torch.Tensor  # (N,) int64 row -> distinct instruction
     point_goal: Optional[torch.Tensor] = None  # (N, POINT_GOAL_EMBEDDING_SIZE) if point_goal
 
 
@@ -148,6 +151,29 @@ def masked_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
         logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
     weights = F.softmax(logits, dim=1)  # (N, M)
     return torch.einsum("nm,nmv->nv", weights, values)
+
+
+def attend_instructions(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                        mask: torch.Tensor, index: torch.Tensor, t_len: int) -> torch.Tensor:
+    """:func:`masked_attention` of N = T*B time-major rows over the tokens of their own
+    instruction: query (N, K); keys (U, L', K), values (U, L', V), mask (U, L') of the U
+    distinct instructions; index (N,) row -> instruction -> (N, V).
+
+    When every column b keeps one instruction over the T steps (teacher forcing, evaluation
+    steps) the rows are attended per column with one batched matmul instead of copying the
+    instruction's tokens to every step; rollouts with a reset inside the window take the
+    general path. Both give the same numbers."""
+    rows = index.shape[0]
+    batch = rows // t_len
+    columns = index.view(t_len, batch)  # (T, B)
+    if t_len > 1 and bool((columns == columns[0:1]).all()):
+        first = columns[0]  # (B,)
+        q = query.view(t_len, batch, -1).transpose(0, 1)  # (B, T, K)
+        logits = torch.bmm(q, keys[first].transpose(1, 2)) / (query.shape[-1] ** 0.5)  # (B, T, L')
+        logits = logits.masked_fill(~mask[first].unsqueeze(1), torch.finfo(logits.dtype).min)
+        attended = torch.bmm(F.softmax(logits, dim=2), values[first])  # (B, T, V)
+        return attended.transpose(0, 1).reshape(rows, -1)  # (T*B, V), time-major
+    return masked_attention(query, keys[index], values[index], mask[index])
 
 
 def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
@@ -227,13 +253,14 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
 
     # ------------------------------------------------------------------ encoding
     def _encode_instructions(self, tokens: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(N, L) -> features (N, L', D), mask (N, L'), sentence (N, D); each distinct
-        instruction is encoded once (a sequence repeats its instruction every step)."""
+        """(N, L) -> features (U, L', D) and mask (U, L') of the U distinct instructions,
+        sentence (N, D), index (N,) into the distinct ones; each distinct instruction is
+        encoded once (a sequence repeats its instruction every step)."""
         if self.instruction_blind:
             tokens = torch.zeros_like(tokens)  # the empty instruction
         unique_rows, inverse = torch.unique(tokens, dim=0, return_inverse=True)
         features, mask, sentence = self.instruction_encoder(unique_rows)
-        return features[inverse], mask[inverse], sentence[inverse]
+        return features, mask, sentence[inverse], inverse
 
     def encode_observations(self, obs: ObservationBatch,
                             rgb_channel_mask: Optional[torch.Tensor] = None) -> EncodedObservations:
@@ -255,7 +282,7 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         rgb_spatial, rgb_pooled = self.rgb_encoder.project(rgb_backbone)
         depth_spatial, depth_pooled = self.depth_encoder(_as_tensor(obs["depth"], device))
         tokens = _as_tensor(obs["instruction_tokens"], device).long()
-        text_features, text_mask, text_sentence = self._encode_instructions(tokens)
+        text_features, text_mask, text_sentence, text_index = self._encode_instructions(tokens)
         point_goal = None
         if self.point_goal:
             if "pointgoal" not in obs:
@@ -263,7 +290,8 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                                f"{sorted(obs)}")
             point_goal = self.point_goal_embedding(_as_tensor(obs["pointgoal"], device).float())
         return EncodedObservations(rgb_spatial.float(), rgb_pooled, depth_spatial, depth_pooled,
-                                   text_features, text_mask, text_sentence, point_goal)
+                                   text_features, text_mask, text_sentence, text_index,
+                                   point_goal)
 
     def _embed_prev_actions(self, prev_actions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """(N,) actions, (N,) masks -> (N, E); masked steps get the start token."""
@@ -430,8 +458,11 @@ class CMAPolicy(RecurrentNavPolicy):
         state, state_hidden = run_masked_gru(
             self.state_gru, state_in.view(t_len, batch, -1), hidden[0:1], masks)
         state = state.reshape(t_len * batch, self.hidden_size)  # (N, H)
-        text = masked_attention(self.state_query(state), self.text_keys(encoded.text_features),
-                                encoded.text_features, encoded.text_mask)  # (N, D)
+        # keys of each distinct instruction once (a Linear over every step's copy of the
+        # tokens was most of a BC update), then each row reads its instruction's
+        keys = self.text_keys(encoded.text_features)  # (U, L', H/2)
+        text = attend_instructions(self.state_query(state), keys, encoded.text_features,
+                                   encoded.text_mask, encoded.text_index, t_len)  # (N, D)
         text_query = self.text_query(text)  # (N, H/2)
         rgb = self._attend_spatial(text_query, encoded.rgb_spatial, self.rgb_keys_values)
         depth = self._attend_spatial(text_query, encoded.depth_spatial, self.depth_keys_values)
