@@ -143,6 +143,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", default=None, help="also write the result as JSON here")
     pr.set_defaults(func=_handler("agent.algos.probe:cli_probe"))
 
+    pf = sub.add_parser("probe-features", help="which frozen visual feature carries room type, "
+                                               "wall colour, free space? linear probes "
+                                               "trained on train houses, tested on unseen ones")
+    pf.add_argument("--data", required=True, help="dataset directory")
+    pf.add_argument("--train-split", default="train")
+    pf.add_argument("--test-split", default="val_unseen")
+    pf.add_argument("--frames", type=int, default=3000,
+                    help="training frames (poses on expert paths spread over the houses)")
+    pf.add_argument("--test-frames", type=int, default=None, help="test frames (default N/2)")
+    pf.add_argument("--candidates", default=None,
+                    help="comma-separated candidate features (default: all)")
+    pf.add_argument("--random-headings", type=float, default=0.5,
+                    help="share of frames with a random heading instead of the expert's")
+    pf.add_argument("--seed", type=int, default=0)
+    pf.add_argument("--torch-threads", type=int, default=1)
+    pf.add_argument("--out", default=None, help="also write the result as JSON here")
+    pf.set_defaults(func=_handler("agent.algos.feature_probe:cli_probe_features"))
+
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="print throughput figures")
