@@ -118,37 +118,49 @@ def format_render_bench(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench_env(data_dir: str, seconds: float = 3.0, num_envs: Sequence[int] = (1, 2),
+#: (environments, worker processes) timed by ``langnav bench env`` after the in-process row
+ENV_BENCH_LAYOUTS: Tuple[Tuple[int, int], ...] = ((1, 1), (2, 2), (8, 2), (16, 2))
+
+
+def bench_env(data_dir: str, seconds: float = 3.0,
+              layouts: Sequence[Tuple[int, int]] = ENV_BENCH_LAYOUTS,
               size: int = 128, seed: int = 0, verbose: bool = True) -> Dict[str, Any]:
     """Environment frames per second (RGB-D at ``size``², random moves and turns, never
-    STOP) through :class:`VectorEnv`: in-process, then with N worker processes."""
-    import numpy as np
-
+    STOP) through :class:`VectorEnv`: one env in-process, then each (envs, workers) layout
+    — N envs in W worker processes, every step one batched message per worker."""
     from agent.datasets.episodes import load_split, split_paths
+    from agent.envs.base import MOVE_FORWARD
     from agent.envs.vector_env import VectorEnv
 
     episodes, _ = load_split(split_paths(data_dir, "val_seen")[0])
     backend = {"backend": "houses", "scenes_dir": os.path.join(data_dir, "scenes"),
                "width": size, "height": size}
     rng = np.random.default_rng(seed)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []
-    for n, in_process in [(1, True)] + [(n, False) for n in num_envs]:
-        with VectorEnv(backend, n, in_process=in_process) as envs:
-            envs.reset([episodes[i % len(episodes)] for i in range(n)])
+    for n, workers in [(1, None)] + [tuple(layout) for layout in layouts]:
+        with VectorEnv(backend, n, num_workers=workers, in_process=workers is None) as envs:
+            envs.reset([episodes[i % len(episodes)] for i in range(n)])  # also waits for startup
+            envs.step([MOVE_FORWARD] * n)  # untimed: each env builds its house's nav graph
             frames, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 results = envs.step(rng.integers(1, 4, size=n).tolist())
                 frames += n
-                for i, (_, done, _) in enumerate(results):
-                    if done:
-                        envs.reset_at(i, episodes[int(rng.integers(len(episodes)))])
-            rows.append({"num_envs": n, "workers": not in_process,
+                ended = [i for i, (_, done, _) in enumerate(results) if done]
+                if ended:
+                    envs.reset([episodes[int(rng.integers(len(episodes)))] for _ in ended], ended)
+            rows.append({"num_envs": n, "num_workers": workers,
                          "frames_per_s": frames / (time.perf_counter() - t0)})
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if verbose:
+        if load is not None:
+            print(f"1-min load average {load:.2f} at start, {load_end:.2f} at end; "
+                  f"{os.cpu_count()} CPU cores")
         for r in rows:
-            kind = f"{r['num_envs']} worker process(es)" if r["workers"] else "in-process"
+            kind = (f"{r['num_envs']} env(s) in {r['num_workers']} worker process(es)"
+                    if r["num_workers"] else "in-process")
             print(f"env {size}x{size} RGB-D, {kind}: {r['frames_per_s']:.0f} frames/s")
-    return {"size": size, "rows": rows}
+    return {"size": size, "load_average": [load, load_end], "rows": rows}
 
 
 def bench_encoder(sizes: Sequence[int] = (128, 64), batch: int = 32, seconds: float = 3.0,

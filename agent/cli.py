@@ -56,7 +56,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
     ev.add_argument("--split", default="val_seen", help="split name, or several comma-separated")
     ev.add_argument("--out", required=True, help="run directory for stats and predictions")
-    ev.add_argument("--num-envs", type=int, default=2, help="environment worker processes")
+    ev.add_argument("--num-envs", type=int, default=2,
+                    help="environments run at once (the agent's batch)")
+    ev.add_argument("--workers", type=int, default=None,
+                    help="environment worker processes holding them (default: one per env "
+                         "up to 2 envs, else one per CPU core)")
     ev.add_argument("--max-episodes", type=int, default=None, help="evaluate the first K only")
     ev.add_argument("--torch-threads", type=int, default=1, help=TORCH_THREADS_HELP)
     ev.add_argument("--sample", type=int, default=None,

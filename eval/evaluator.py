@@ -107,29 +107,41 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
     masks = [0.0] * n
     hidden = None
 
-    def start(slot: int) -> None:
-        if not queue:
+    def start(free: List[int]) -> None:
+        """Start the next queued episodes in the ``free`` slots, in slot order, with one
+        batched call per kind (reset, start distance, start pose) for all of them."""
+        starting = []
+        for slot in free:
             slots[slot] = None
+            if queue:
+                starting.append((slot, queue.pop(0)))
+        if not starting:
             return
-        ep = queue.pop(0)
-        obs[slot] = envs.reset_at(slot, ep)
-        goal = (ep.get("goals") or [{}])[0].get("position")
-        d0 = envs.call_at(slot, "geodesic_distance", ep["start_position"], goal) if goal else None
-        position, heading = envs.call_at(slot, "agent_state")
-        slots[slot] = _new_record(ep, gt, d0, position, heading)
-        masks[slot] = 0.0
-        if hasattr(agent, "start_episode"):
-            agent.start_episode(slot, ep)
-        if on_step is not None:
-            on_step(slot, slots[slot], obs[slot], None)
+        indices = [slot for slot, _ in starting]
+        observations = envs.reset([ep for _, ep in starting], indices=indices)
+        goals = {slot: (ep.get("goals") or [{}])[0].get("position") for slot, ep in starting}
+        with_goal = [(slot, ep) for slot, ep in starting if goals[slot]]
+        distances = envs.call("geodesic_distance",
+                              [(ep["start_position"], goals[slot]) for slot, ep in with_goal],
+                              indices=[slot for slot, _ in with_goal]) if with_goal else []
+        d0 = dict(zip([slot for slot, _ in with_goal], distances))
+        states = envs.call("agent_state", indices=indices)
+        for (slot, ep), o, (position, heading) in zip(starting, observations, states):
+            obs[slot] = o
+            slots[slot] = _new_record(ep, gt, d0.get(slot), position, heading)
+            masks[slot] = 0.0
+            if hasattr(agent, "start_episode"):
+                agent.start_episode(slot, ep)
+            if on_step is not None:
+                on_step(slot, slots[slot], obs[slot], None)
 
-    for s in range(n):
-        start(s)
+    start(list(range(n)))
     while any(r is not None for r in slots):
         active = [i for i in range(n) if slots[i] is not None]
         batch_obs = [obs[i] if obs[i] is not None else obs[active[0]] for i in range(n)]
         actions, hidden = agent.act(batch_obs, hidden, list(masks), deterministic=True)
         results = envs.step([actions[i] for i in active], indices=active)
+        ended = []
         for i, (o, done, info) in zip(active, results):
             rec = slots[i]
             rec["actions"].append(int(actions[i]))
@@ -146,7 +158,8 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
                 on_finished(_finish(rec))
                 if progress is not None:
                     progress.update(1)
-                start(i)
+                ended.append(i)
+        start(ended)  # the same slots take the same next episodes as one by one
 
 
 def evenly_spaced(episodes: Sequence[Dict[str, Any]], count: int) -> List[Dict[str, Any]]:
@@ -166,8 +179,13 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
                    max_episodes: Optional[int] = None, sample: Optional[int] = None,
                    instructions: str = "normal",
                    seed: int = 0, run_meta: Optional[Dict[str, Any]] = None,
-                   in_process: bool = False) -> Dict[str, Any]:
+                   in_process: bool = False, num_workers: Optional[int] = None
+                   ) -> Dict[str, Any]:
     """Evaluate on one split; returns the stats dict (also written to ``out_dir``).
+
+    ``num_envs`` environments run in ``num_workers`` processes (None: one per env up to 2
+    envs, else one per CPU core; :class:`~agent.envs.vector_env.VectorEnv`); each episode's
+    environment behaves the same whichever slot or worker runs it.
 
     ``max_episodes``: the first K episodes; ``sample``: K episodes spread evenly over the
     split (:func:`evenly_spaced`; the same ones for every agent and instruction mode, so
@@ -201,7 +219,8 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
         log.info("%s on %s: %d episodes to run, %d already done", agent_name, split,
                  len(todo), len(done))
         cfg = dict(backend_cfg, privileged=bool(getattr(agent, "privileged", False)))
-        with VectorEnv(cfg, min(num_envs, len(todo)), in_process=in_process) as envs:
+        with VectorEnv(cfg, min(num_envs, len(todo)), num_workers=num_workers,
+                       in_process=in_process) as envs:
             if hasattr(agent, "bind_envs"):
                 agent.bind_envs(envs)
             with tqdm(total=len(episodes), initial=len(done), desc=f"{agent_name} {split}",
@@ -274,7 +293,8 @@ def cli_eval(args) -> int:
         meta["method"] = args.name
     for split in args.split.split(","):
         stats = evaluate_split(agent, name, data_dir, split, args.out, backend_cfg=backend_cfg,
-                               num_envs=args.num_envs, max_episodes=args.max_episodes,
+                               num_envs=args.num_envs, num_workers=getattr(args, "workers", None),
+                               max_episodes=args.max_episodes,
                                sample=args.sample,
                                instructions=args.instructions, seed=args.seed, run_meta=meta)
         print(format_aggregate(stats))

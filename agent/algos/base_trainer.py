@@ -158,11 +158,13 @@ class BaseTrainer:
 
     def make_envs(self, num_envs: Optional[int] = None, *, privileged: bool = True,
                   in_process: bool = False):
-        """A VectorEnv of the training backend; privileged (poses) for recording."""
+        """A VectorEnv of the training backend; privileged (poses) for recording. Its envs
+        share ``config.num_workers`` worker processes (fewer if there are fewer envs)."""
         from agent.envs.vector_env import VectorEnv
 
         return VectorEnv(dict(self.backend_cfg, privileged=privileged),
-                         num_envs or self.config.num_envs, in_process=in_process)
+                         num_envs or self.config.num_envs,
+                         num_workers=self.config.num_workers, in_process=in_process)
 
     # ------------------------------------------------------------------ time and logging
     @property

@@ -77,6 +77,7 @@ def evaluate_checkpoint(path: str, cfg: TrainConfig, split: str, out_dir: str, *
     meta = dict(agent.run_meta, **(extra_meta or {}))
     return evaluate_split(agent, agent.name, cfg.data_dir, split, out_dir,
                           backend_cfg=evaluation_backend(cfg, agent), num_envs=cfg.eval.num_envs,
+                          num_workers=cfg.eval.num_workers,
                           max_episodes=max_episodes, sample=sample, seed=cfg.seed,
                           run_meta=meta)
 
