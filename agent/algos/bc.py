@@ -137,7 +137,8 @@ class BCTrainer(BaseTrainer):
                 bar = self.progress(len(self.episodes), "record expert",
                                     initial=len(self.episodes) - len(missing), unit="ep")
                 with bar, self.make_envs(min(self.config.num_envs, len(missing))) as envs:
-                    stats = record_expert_episodes(envs, missing, self.gt, self.featurizer, store,
+                    # all episodes: a missing one whose path is stored is copied, not rendered
+                    stats = record_expert_episodes(envs, self.episodes, self.gt, self.featurizer, store,
                                                    seed=self.config.seed,
                                                    on_episode=lambda _: bar.update(1))
                 self.log_scalars({"frames_per_s": stats.frames_per_second,

@@ -82,6 +82,18 @@ def test_expert_recording_encodes_each_path_once_and_resumes(tiny_dataset, featu
         assert len(store) == 3
         assert {u: store.key_of(u) for u in list(first_keys)} == first_keys
         assert more.featurizer.frames_encoded == 0  # the third instruction: same path again
+        # the path is rendered once: the other instructions' records are copies of its frames
+        # with their own episode id and the instruction tokens the env would have given
+        first, third = store.get(0), store.get(2)
+        assert third["copied_from"] == first["episode_id"] != third["episode_id"]
+        np.testing.assert_array_equal(third["depth"], first["depth"])
+        np.testing.assert_array_equal(third["rgb_features"], first["rgb_features"])
+        from agent.envs.houses.env import instruction_tokens
+        episode = more.episodes[2]
+        np.testing.assert_array_equal(
+            third["instruction_tokens"],
+            instruction_tokens(episode["instruction"]["instruction_tokens"], "test"))
+        assert not np.array_equal(third["instruction_tokens"], first["instruction_tokens"])
         weights = inflection_weights(store.get(2)["actions"], 3.2)
     assert weights[0] == np.float32(3.2) and set(weights.tolist()) <= {1.0, np.float32(3.2)}
 
