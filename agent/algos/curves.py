@@ -52,17 +52,11 @@ def _split_name(label: str, cfg: Any) -> str:
 def _chosen_episodes(cfg: Any, vocab: Any, label: str, sample: int) -> List[Dict[str, Any]]:
     """The ``sample`` episodes of a row label, spread over its split (for ``train`` over the
     episodes the run trained on)."""
-    from agent.datasets.episodes import load_split, split_paths
+    from agent.algos.probe import split_episodes_for
     from eval.evaluator import evenly_spaced
 
     split = _split_name(label, cfg)
-    path = split_paths(cfg.data_dir, split)[0]
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"split {split!r} not found: {path}")
-    episodes, split_vocab = load_split(path)
-    if split_vocab.sha1 != vocab.sha1:
-        raise ValueError(f"{path}: its vocabulary is not the checkpoint's "
-                         f"({split_vocab.sha1} vs {vocab.sha1})")
+    episodes = split_episodes_for(cfg.data_dir, split, vocab)
     if label == "train" and cfg.bc.max_episodes is not None:
         episodes = episodes[:cfg.bc.max_episodes]
     return evenly_spaced(episodes, sample)

@@ -27,6 +27,21 @@ import torch
 __all__ = ["instruction_probe", "teacher_forced_scores", "expert_items"]
 
 
+def split_episodes_for(data_dir: str, split: str, vocab: Any) -> List[Dict[str, Any]]:
+    """The episodes of ``split``, refused (one message naming the file) if the split is
+    missing or its vocabulary is not the checkpoint's ``vocab``."""
+    from agent.datasets.episodes import load_split, split_paths
+
+    path = split_paths(data_dir, split)[0]
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"split {split!r} not found: {path}")
+    episodes, split_vocab = load_split(path)
+    if split_vocab.sha1 != vocab.sha1:
+        raise ValueError(f"{path}: its vocabulary is not the checkpoint's "
+                         f"({split_vocab.sha1} vs {vocab.sha1})")
+    return episodes
+
+
 @torch.no_grad()
 def teacher_forced_scores(policy: torch.nn.Module, items: Sequence[Mapping[str, Any]],
                           tokens: Sequence[np.ndarray], batch_size: int = 8
@@ -109,20 +124,14 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
     import dataclasses
 
     from agent.algos.checkpoint import build_policy_from_checkpoint, load_checkpoint
-    from agent.datasets.episodes import house_of, load_split, split_paths
+    from agent.datasets.episodes import house_of
     from eval.evaluator import evenly_spaced, shuffle_instructions
     from eval.statistics import paired_delta_ci
 
     checkpoint = load_checkpoint(checkpoint_path)
     policy, cfg, vocab = build_policy_from_checkpoint(checkpoint, origin=checkpoint_path)
     data_dir = data_dir or checkpoint["data_dir"]
-    episode_path = split_paths(data_dir, split)[0]
-    if not os.path.exists(episode_path):
-        raise FileNotFoundError(f"split {split!r} not found: {episode_path}")
-    episodes, split_vocab = load_split(episode_path)
-    if split_vocab.sha1 != vocab.sha1:
-        raise ValueError(f"{episode_path}: its vocabulary is not the checkpoint's "
-                         f"({split_vocab.sha1} vs {vocab.sha1})")
+    episodes = split_episodes_for(data_dir, split, vocab)
     shuffled = {str(ep["episode_id"]): ep for ep in shuffle_instructions(episodes, seed)}
     chosen = evenly_spaced(episodes, sample) if sample else list(episodes)
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_path)))

@@ -4,12 +4,14 @@ Every trainer (BC, DAgger, PPO, GAIL/AIRL) and the learned-policy agent turn obs
 into the same inputs, so what a policy sees in training is bit-for-bit what it sees in
 evaluation:
 
-* ``rgb_features`` float16 (B, 1280, H/32, W/32) — the frozen MobileNetV2 backbone's
-  features, cast to float16 (the feature cache's dtype) whether they come from the cache or
-  were just computed; or ``rgb`` uint8 (B, H, W, 3) when the RGB encoder is trained;
+* ``rgb_features`` float16 (B, C, h, w) — the frozen MobileNetV2 layers the RGB encoder
+  takes (``model.rgb_encoder.layers``; the whole backbone gives 1280 x H/32 x W/32), cast to
+  float16 (the feature cache's dtype) whether they come from the cache or were just
+  computed; or ``rgb`` uint8 (B, H, W, 3) when the RGB encoder is trained;
 * ``depth`` float16 (B, H, W, 1) metres (stored as float16 in trajectory stores, so rounded
   here too);
-* ``instruction_tokens`` int64 (B, 200).
+* ``instruction_tokens`` int64 (B, 200);
+* ``pointgoal`` float32 (B, 3) for a privileged point-goal policy only (``point_goal``).
 
 With a frozen RGB encoder and a :class:`~agent.models.feature_cache.FeatureCache` it
 reads/writes features keyed by (encoder, render config, scene, pose, heading), so each expert
