@@ -115,7 +115,38 @@ class BCTrainer(BaseTrainer):
         encoder = rgb_encoder_name(self.policy.rgb_encoder, self.config.model.rgb_encoder.weights)
         return expert_store_path(self.feature_root(), self.config.bc.split, encoder,
                                  render_identity(self.backend_cfg, self.config.data_dir),
-                                 raw_rgb=not self.policy.rgb_encoder.freeze)
+                                 raw_rgb=not self.policy.rgb_encoder.freeze,
+                                 expert=self.expert_identity())
+
+    def expert_identity(self) -> str:
+        """``"gt"`` or the smooth expert's identity (``bc.expert``); part of the store path."""
+        if self.config.bc.expert == "gt":
+            return "gt"
+        from agent.datasets.smooth_expert import SMOOTH_EXPERT_ID
+
+        return SMOOTH_EXPERT_ID
+
+    def expert_actions(self, episodes: Sequence[Dict[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
+        """``{episode id: {"actions": [...]}}`` replayed for ``episodes``: the split's
+        ``_gt`` (``bc.expert: gt``) or the smooth expert's plans (``bc.expert: smooth``,
+        agent/datasets/smooth_expert.py; houses datasets only)."""
+        if self.config.bc.expert == "gt":
+            return self.gt
+        from agent.datasets.smooth_expert import SmoothExpert
+        from agent.envs.base import FORWARD_STEP_M, MAX_EPISODE_STEPS, TURN_ANGLE_DEG
+
+        backend = self.backend_cfg
+        expert = SmoothExpert(self.config.data_dir,
+                              forward_step=float(backend.get("forward_step", FORWARD_STEP_M)),
+                              turn_angle_deg=float(backend.get("turn_angle_deg", TURN_ANGLE_DEG)),
+                              max_steps=int(backend.get("max_steps", MAX_EPISODE_STEPS)))
+        actions: Dict[str, Dict[str, Any]] = {}
+        with self.progress(len(episodes), "plan smooth expert", unit="ep") as bar:
+            for episode in episodes:
+                actions[str(episode["episode_id"])] = {
+                    "actions": expert.actions(episode, self.config.bc.split)}
+                bar.update(1)
+        return actions
 
     def ensure_expert_data(self) -> List[str]:
         """Record the training episodes not yet in the expert store -> their record keys;
@@ -134,11 +165,13 @@ class BCTrainer(BaseTrainer):
         with TrajectoryStore(path) as store:
             missing = [ep for ep in self.episodes if not store.contains(str(ep["episode_id"]))]
             if missing:
+                expert_actions = self.expert_actions(self.episodes)
                 bar = self.progress(len(self.episodes), "record expert",
                                     initial=len(self.episodes) - len(missing), unit="ep")
                 with bar, self.make_envs(min(self.config.num_envs, len(missing))) as envs:
                     # all episodes: a missing one whose path is stored is copied, not rendered
-                    stats = record_expert_episodes(envs, self.episodes, self.gt, self.featurizer, store,
+                    stats = record_expert_episodes(envs, self.episodes, expert_actions,
+                                                   self.featurizer, store,
                                                    seed=self.config.seed,
                                                    on_episode=lambda _: bar.update(1))
                 self.log_scalars({"frames_per_s": stats.frames_per_second,

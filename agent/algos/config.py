@@ -68,6 +68,9 @@ class BCConfig:
     split: str = config_field("train", help="split whose expert episodes are recorded")
     max_episodes: Optional[int] = config_field(
         None, help="use only the first K episodes of the split (null = all)")
+    expert: Literal["gt", "smooth"] = config_field(
+        "gt", help="actions replayed: the split's _gt (shortest-path expert) or the smooth "
+                   "expert (same route, whole turns, no 15-degree jitter; own expert store)")
     progress_coef: float = config_field(
         1.0, help="weight of the progress monitor's loss (model.policy.progress_monitor; "
                   "VLN-CE: 1.0), supervised on expert records only")

@@ -79,13 +79,18 @@ def render_identity(backend_cfg: Mapping[str, Any], data_dir: str) -> Dict[str, 
 
 
 def expert_store_path(root: str, split: str, encoder_name: str,
-                      render: Mapping[str, Any], raw_rgb: bool) -> str:
-    """Directory of the shared expert recording of ``split`` for one encoder/render config."""
-    text = json.dumps({"encoder": encoder_name, "render": dict(render), "raw_rgb": raw_rgb},
-                      sort_keys=True)
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+                      render: Mapping[str, Any], raw_rgb: bool, expert: str = "gt") -> str:
+    """Directory of the shared expert recording of ``split`` for one encoder/render config
+    and one expert: ``"gt"`` (the ``{split}_gt`` actions; the path it always had) or another
+    expert's identity (e.g. agent/datasets/smooth_expert.py's ``SMOOTH_EXPERT_ID``), which
+    enters both the name and the digest, so a store is never reused across experts."""
+    identity: Dict[str, Any] = {"encoder": encoder_name, "render": dict(render), "raw_rgb": raw_rgb}
+    if expert != "gt":
+        identity["expert"] = expert
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     kind = "rgb" if raw_rgb else encoder_name
-    return os.path.join(root, f"expert_{split}_{kind}_{render['width']}x{render['height']}_{digest}")
+    prefix = "expert" if expert == "gt" else f"expert-{expert}"
+    return os.path.join(root, f"{prefix}_{split}_{kind}_{render['width']}x{render['height']}_{digest}")
 
 
 def beta_for_iteration(p: float, iteration: int) -> float:

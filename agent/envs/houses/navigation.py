@@ -1,5 +1,7 @@
 """Navigation on an occupancy grid of a :class:`FloorPlan`: collision with wall sliding,
-geodesic distances, shortest paths and the shortest-path expert.
+geodesic distances, shortest paths, the shortest-path expert (VLN-CE's, which the datasets
+are built with) and a smooth expert that walks the same route without single-step jitter
+(:class:`SmoothPathFollower`, ``expert_trajectory(..., style="smooth")``).
 
 Grid conventions: cell ``(row, col)`` covers ``x in [ox + col*cs, ox + (col+1)*cs)`` and
 ``z in [oz + row*cs, oz + (row+1)*cs)``; its centre is at ``+cs/2``. Points are
@@ -21,6 +23,7 @@ numpy + scipy only (this module runs inside environment worker processes).
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -495,12 +498,17 @@ class ShortestPathFollower:
             turn_angle_deg if forward_tolerance_deg is None else forward_tolerance_deg)
         self.turns_per_circle = int(round(2 * math.pi / self.turn_angle))
 
-    def next_action(self, position: Sequence[float], heading: float, goal: Sequence[float]) -> int:
+    def at_goal(self, position: Sequence[float], goal: Sequence[float]) -> bool:
+        """The STOP rule: within ``goal_radius`` geodesic metres of the goal."""
         p = _as_point(position)
         # the field estimate overestimates by <= 1.3 % + 3.6 cm, so far from the goal it
         # settles "not yet" without the (slower) exact path length
-        if self.nav.field_distance(p, goal) <= 1.02 * self.goal_radius + 0.1 \
-                and self.nav.geodesic_distance(p, goal) < self.goal_radius:
+        return (self.nav.field_distance(p, goal) <= 1.02 * self.goal_radius + 0.1
+                and self.nav.geodesic_distance(p, goal) < self.goal_radius)
+
+    def next_action(self, position: Sequence[float], heading: float, goal: Sequence[float]) -> int:
+        p = _as_point(position)
+        if self.at_goal(p, goal):
             return STOP
         turns = self.desired_turns(p, heading, goal)
         if turns == 0:
@@ -544,16 +552,37 @@ def expert_trajectory(nav: NavGrid, start_pos: Sequence[float], start_heading: f
                       goal_radius: float = EXPERT_GOAL_RADIUS_M,
                       forward_step: float = FORWARD_STEP_M, turn_angle_deg: float = TURN_ANGLE_DEG,
                       forward_tolerance_deg: Optional[float] = None,
-                      patience: int = 40) -> Dict[str, list]:
+                      patience: int = 40, style: str = "shortest") -> Dict[str, list]:
     """Roll the shortest-path expert out with :meth:`NavGrid.try_step` until STOP.
 
     Returns ``{"actions": [int], "positions": [(3,)], "headings": [float]}`` where
     ``positions[t], headings[t]`` is the state in which ``actions[t]`` was taken (the last
     action is STOP, so ``positions[-1]`` is the final position). Raises
     :class:`ExpertStuckError` when the geodesic distance has not improved by 1 cm for
-    ``patience`` steps or STOP was not reached within ``max_steps`` actions."""
+    ``patience`` steps or STOP was not reached within ``max_steps`` actions.
+
+    ``style="smooth"`` rolls out :class:`SmoothPathFollower` instead (see
+    :func:`smooth_expert_trajectory`; ``forward_tolerance_deg`` does not apply to it); the
+    default ``"shortest"`` is the VLN-CE expert the datasets are built with."""
+    if style == "smooth":
+        if forward_tolerance_deg is not None:
+            raise ValueError("forward_tolerance_deg applies to the shortest-path expert only")
+        return smooth_expert_trajectory(nav, start_pos, start_heading, goal, max_steps,
+                                        goal_radius=goal_radius, forward_step=forward_step,
+                                        turn_angle_deg=turn_angle_deg, patience=patience)
+    if style != "shortest":
+        raise ValueError(f"expert style must be 'shortest' or 'smooth', got {style!r}")
     follower = ShortestPathFollower(nav, goal_radius, forward_step, turn_angle_deg,
                                     forward_tolerance_deg)
+    return _roll_out(nav, follower, start_pos, start_heading, goal, max_steps, forward_step,
+                     turn_angle_deg, patience, "shortest-path expert")
+
+
+def _roll_out(nav: NavGrid, follower, start_pos: Sequence[float], start_heading: float,
+              goal: Sequence[float], max_steps: int, forward_step: float, turn_angle_deg: float,
+              patience: int, name: str) -> Dict[str, list]:
+    """Step ``follower.next_action`` with :meth:`NavGrid.try_step` until STOP (see
+    :func:`expert_trajectory` for the result and the patience guard)."""
     turn = math.radians(turn_angle_deg)
     position, heading = _as_point(start_pos), float(start_heading)
     actions: List[int] = []
@@ -572,7 +601,7 @@ def expert_trajectory(nav: NavGrid, start_pos: Sequence[float], start_heading: f
             best_distance, best_step = distance, step
         elif step - best_step >= patience:
             raise ExpertStuckError(
-                f"shortest-path expert made no progress for {patience} steps at "
+                f"{name} made no progress for {patience} steps at "
                 f"{position.round(3).tolist()} heading {heading:.3f}, goal "
                 f"{_as_point(goal).round(3).tolist()}, still ~{distance:.3f} m away")
         if action == MOVE_FORWARD:
@@ -580,9 +609,309 @@ def expert_trajectory(nav: NavGrid, start_pos: Sequence[float], start_heading: f
         else:
             heading = wrap_angle(heading + (turn if action == TURN_LEFT else -turn))
     raise ExpertStuckError(
-        f"shortest-path expert did not STOP within {max_steps} steps from "
+        f"{name} did not STOP within {max_steps} steps from "
         f"{_as_point(start_pos).round(3).tolist()} to {_as_point(goal).round(3).tolist()} "
         f"(still {nav.geodesic_distance(position, goal):.3f} m away)")
+
+
+# ---------------------------------------------------------------------- smooth expert
+#: what the smooth planner's state last did: nothing yet, walked, or turned once / more
+#: than once in a row (left or right)
+_START, _WALKED, _LEFT_ONCE, _LEFT_MORE, _RIGHT_ONCE, _RIGHT_MORE = range(6)
+
+
+class _Route:
+    """A string-pulled path as a polyline in the XZ plane, split into legs at its corners.
+
+    A corner is a run of vertices joined by segments shorter than ``corner_gap`` (a path
+    rounds an inflated obstacle corner in a few short segments); leg j runs from corner
+    j - 1 (the start for j = 0) to corner j (the goal for the last leg)."""
+
+    def __init__(self, path: Sequence[np.ndarray], corner_gap: float) -> None:
+        pts = np.asarray(path, dtype=np.float64)[:, [0, 2]]
+        if len(pts) < 2:
+            pts = np.vstack([pts, pts])
+        self.a = pts[:-1]                                        # (S, 2) segment starts
+        self.d = np.diff(pts, axis=0)                            # (S, 2) segment vectors
+        seg_len = np.hypot(self.d[:, 0], self.d[:, 1])
+        self.seg_len = seg_len
+        self.seg_len2 = np.maximum(seg_len ** 2, 1e-12)
+        self.seg_arc = np.concatenate([[0.0], np.cumsum(seg_len)[:-1]])
+        corners: List[List[int]] = []
+        for i in range(1, len(pts) - 1):
+            if corners and corners[-1][-1] == i - 1 and seg_len[i - 1] < corner_gap:
+                corners[-1].append(i)
+            else:
+                corners.append([i])
+        starts = [0] + [c[-1] for c in corners]
+        ends = [c[0] for c in corners] + [len(pts) - 1]
+        vertex_arc = np.concatenate([[0.0], np.cumsum(seg_len)])
+        self.leg_end_arc = vertex_arc[ends]                      # (J,)
+        self.leg_end = pts[ends]                                 # (J, 2)
+        self.leg_heading = np.array([_heading_xz(pts[i], pts[j]) for i, j in zip(starts, ends)])
+
+    def project(self, x: float, z: float) -> Tuple[float, float]:
+        """(arc length of the nearest route point, distance to it) of point (x, z)."""
+        rx, rz = x - self.a[:, 0], z - self.a[:, 1]
+        t = np.clip((rx * self.d[:, 0] + rz * self.d[:, 1]) / self.seg_len2, 0.0, 1.0)
+        dist = np.hypot(rx - t * self.d[:, 0], rz - t * self.d[:, 1])
+        i = int(np.argmin(dist))
+        return float(self.seg_arc[i] + t[i] * self.seg_len[i]), float(dist[i])
+
+
+def _heading_xz(src: Sequence[float], dst: Sequence[float]) -> float:
+    """:func:`heading_towards` for (x, z) pairs."""
+    return math.atan2(-(dst[0] - src[0]), -(dst[1] - src[1]))
+
+
+class SmoothPathFollower:
+    """A shortest-path expert without single-step jitter: it follows the same route in
+    long straight runs on the heading lattice and turns rarely, in whole turns.
+
+    The VLN-CE expert (:class:`ShortestPathFollower`) re-aims at the next path vertex after
+    every step, so on a straight stretch whose direction is off the 15-degree heading
+    lattice it corrects by single turns (F-L-F, F-R-F) that an image cannot predict. This
+    expert instead plans the whole action sequence once: A* over states (position,
+    heading, what it last did) with cost = actions + ``change_cost`` per action change
+    (an inflection in VLN-CE's loss weighting) + ``jitter_cost`` per single turn between two
+    forward steps + ``collision_cost`` per forward step that slides along a wall, subject
+    to staying within ``corridor_m`` of the string-pulled shortest path from where it
+    plans (so it walks the same route) and to :meth:`NavGrid.try_step` motion. A plan ends
+    with STOP at the first state of the ShortestPathFollower's STOP rule (within
+    ``goal_radius`` geodesic metres). The heuristic is the remaining walk plus the turns
+    and changes the route's corners still need; positions are merged per
+    ``dedup_cell_m`` cell (so the search is fast, not exactly optimal). ``search`` lists
+    the attempts (heuristic weight, expansion budget): a long or cramped route that A*
+    cannot settle within the first budget is planned again more greedily (weighted A*).
+
+    ``next_action`` replays the plan while the agent is where the plan expects and replans
+    otherwise; when no attempt of ``search`` finds a plan (or the start lies
+    off the navigable area) the shortest-path expert takes over for that goal (counted in
+    ``num_fallbacks``; :meth:`reset` clears it)."""
+
+    def __init__(self, nav: NavGrid, goal_radius: float = EXPERT_GOAL_RADIUS_M,
+                 forward_step: float = FORWARD_STEP_M, turn_angle_deg: float = TURN_ANGLE_DEG, *,
+                 corridor_m: float = 0.35, change_cost: float = 2.0, jitter_cost: float = 3.0,
+                 collision_cost: float = 1.5, corner_gap_m: float = 0.6,
+                 dedup_cell_m: float = 0.05,
+                 search: Sequence[Tuple[float, int]] = ((1.1, 15000), (1.3, 20000), (2.0, 40000)),
+                 ) -> None:
+        self.nav = nav
+        self.goal_radius = float(goal_radius)
+        self.forward_step = float(forward_step)
+        self.turn_angle = math.radians(turn_angle_deg)
+        self.turns_per_circle = int(round(2 * math.pi / self.turn_angle))
+        self.corridor_m = float(corridor_m)
+        self.change_cost = float(change_cost)
+        self.jitter_cost = float(jitter_cost)
+        self.collision_cost = float(collision_cost)
+        self.corner_gap_m = float(corner_gap_m)
+        self.dedup_cell_m = float(dedup_cell_m)
+        self.search = tuple((float(w), int(n)) for w, n in search)
+        self.shortest = ShortestPathFollower(nav, goal_radius, forward_step, turn_angle_deg)
+        #: how many times planning failed and the shortest-path expert took over
+        self.num_fallbacks = 0
+        #: (heuristic weight, expansions) of the last successful search
+        self.last_search: Tuple[float, int] = (0.0, 0)
+        self._plan: Optional[Tuple[bytes, List[int], List[Tuple[np.ndarray, float]]]] = None
+        self._plan_index = 0
+        self._fallback_goal: Optional[bytes] = None
+
+    def reset(self) -> None:
+        """Forget the current plan and any fallback (e.g. at the start of an episode)."""
+        self._plan, self._plan_index, self._fallback_goal = None, 0, None
+
+    def at_goal(self, position: Sequence[float], goal: Sequence[float]) -> bool:
+        return self.shortest.at_goal(position, goal)
+
+    def next_action(self, position: Sequence[float], heading: float, goal: Sequence[float]) -> int:
+        p, g = _as_point(position), _as_point(goal)
+        heading = float(heading)
+        goal_key = g.tobytes()
+        if self._fallback_goal == goal_key:
+            return self.shortest.next_action(p, heading, g)
+        if not self._on_plan(p, heading, goal_key):
+            try:
+                actions, states = self.plan(p, heading, g)
+            except ExpertStuckError:
+                self.num_fallbacks += 1
+                self._plan, self._fallback_goal = None, goal_key
+                return self.shortest.next_action(p, heading, g)
+            self._plan, self._plan_index = (goal_key, actions, states), 0
+        action = self._plan[1][self._plan_index]
+        self._plan_index += 1
+        return action
+
+    def _on_plan(self, p: np.ndarray, heading: float, goal_key: bytes) -> bool:
+        if self._plan is None or self._plan[0] != goal_key or self._plan_index >= len(self._plan[1]):
+            return False
+        q, h = self._plan[2][self._plan_index]
+        return abs(wrap_angle(h - heading)) < 1e-9 and bool(np.all(np.abs(q - p) < 1e-9))
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, position: Sequence[float], heading: float, goal: Sequence[float]
+             ) -> Tuple[List[int], List[Tuple[np.ndarray, float]]]:
+        """The action sequence from (position, heading) to STOP and the state
+        ``(position (3,), heading)`` in which each action is taken (as a roll-out with
+        :meth:`NavGrid.try_step` reproduces them exactly). Raises :class:`ExpertStuckError`
+        when no attempt of ``search`` finds one."""
+        start, goal_p = _as_point(position), _as_point(goal)
+        if not self.nav.is_navigable(start[0], start[2]):
+            raise ExpertStuckError(f"smooth expert: start {start.round(3).tolist()} is not navigable")
+        expansions = 0
+        for weight, budget in self.search:
+            found = self._search(start, float(heading), goal_p, weight, budget)
+            if isinstance(found, tuple):
+                return found
+            expansions += found
+        raise ExpertStuckError(
+            f"smooth expert found no plan from {start.round(3).tolist()} to "
+            f"{goal_p.round(3).tolist()} ({expansions} expansions)")
+
+    def _search(self, start: np.ndarray, heading: float, goal_p: np.ndarray, weight: float,
+                budget: int):
+        """One A* run (heuristic x ``weight``): ``(actions, states)``, or the number of
+        expansions spent when ``budget`` ran out or the corridor holds no way to the goal."""
+        nav = self.nav
+        route = _Route(nav.shortest_path(start, goal_p), self.corner_gap_m)
+        field = nav.distance_field(goal_p)
+        rows, cols = field.shape
+        cs, (ox, oz) = nav.cell_size, nav.origin
+        turn, n_turns = self.turn_angle, self.turns_per_circle
+        step, radius, corridor = self.forward_step, self.goal_radius, self.corridor_m
+        lam, mu, cell = self.change_cost, self.jitter_cost, self.dedup_cell_m
+        stop_limit = 1.02 * radius + 0.1                      # as ShortestPathFollower.at_goal
+
+        def turn_cost(delta: float, mode: int) -> float:
+            """Cost-to-go of turning by ``delta`` and walking on, from a state in ``mode``
+            (deviations up to 0.7 turn angles are left to the walk)."""
+            k = int(round(abs(wrap_angle(delta)) / turn - 0.2))
+            if mode in (_LEFT_ONCE, _LEFT_MORE, _RIGHT_ONCE, _RIGHT_MORE):
+                return k + lam + (mu if k == 0 and mode in (_LEFT_ONCE, _RIGHT_ONCE) else 0.0)
+            if k == 0:
+                return 0.0
+            if mode == _START:
+                return k + lam
+            return k + 2 * lam + (mu if k == 1 else 0.0)
+
+        legs = len(route.leg_heading)
+        corners_after = np.zeros(legs + 1)                    # turn costs of corners j.. on
+        for j in range(legs - 1, 0, -1):
+            corners_after[j] = corners_after[j + 1] + turn_cost(
+                route.leg_heading[j] - route.leg_heading[j - 1], _WALKED)
+
+        along: Dict[bytes, Tuple[float, float]] = {}        # position -> (aim, rest of cost)
+
+        def cost_to_go(p: np.ndarray, theta: float, mode: int) -> float:
+            key = p.tobytes()
+            if key not in along:
+                r, c = int((p[2] - oz) // cs), int((p[0] - ox) // cs)
+                value = float(field[r, c]) if 0 <= r < rows and 0 <= c < cols else math.inf
+                if not math.isfinite(value):
+                    value = nav.field_distance(p, goal_p)
+                arc, _ = route.project(p[0], p[2])        # the leg ending ahead (inside a
+                j = min(int(np.searchsorted(route.leg_end_arc, arc + 0.05, side="right")),
+                        legs - 1)                          # corner: the one after it)
+                end = route.leg_end[j]
+                if j + 1 < legs and math.hypot(end[0] - p[0], end[1] - p[2]) < 0.3:
+                    j += 1
+                    end = route.leg_end[j]
+                aim = _heading_xz((p[0], p[2]), end)
+                rest = max(0.0, value - radius) / step + lam
+                if j + 1 < legs:
+                    rest += turn_cost(route.leg_heading[j + 1] - aim, _WALKED) + corners_after[j + 2]
+                along[key] = (aim, rest)
+            aim, rest = along[key]
+            return weight * (rest + turn_cost(aim - theta, mode))
+
+        stop_cache: Dict[bytes, bool] = {}
+
+        def at_goal(p: np.ndarray) -> bool:
+            key = p.tobytes()
+            if key not in stop_cache:
+                r, c = int((p[2] - oz) // cs), int((p[0] - ox) // cs)
+                near = field[max(0, r - 3):r + 4, max(0, c - 3):c + 4]   # field_distance >= min
+                stop_cache[key] = (near.size > 0 and float(near.min()) <= stop_limit
+                                   and self.at_goal(p, goal_p))
+            return stop_cache[key]
+
+        # search nodes: (position, heading, lattice index, mode, parent node, action)
+        nodes = [(start, heading, 0, _START, -1, -1)]
+        best = {(int(start[0] // cell), int(start[2] // cell), 0, _START): 0.0}
+        frontier = [(cost_to_go(start, heading, _START), 0.0, 0)]   # (f, -g, node): deep first
+        expansions = 0
+        while frontier and expansions < budget:
+            _, cost, node = heapq.heappop(frontier)
+            cost = -cost
+            p, theta, k, mode, _, _ = nodes[node]
+            if cost > best[(int(p[0] // cell), int(p[2] // cell), k, mode)] + 1e-12:
+                continue                                      # superseded
+            expansions += 1
+            if at_goal(p):
+                self.last_search = (weight, expansions)
+                return self._unwind(nodes, node)
+            successors = []
+            q, collided = nav.try_step(p, theta, step)
+            if math.hypot(q[0] - p[0], q[2] - p[2]) > 0.05 * step \
+                    and route.project(q[0], q[2])[1] <= corridor:
+                c = 1.0 + (lam if mode not in (_WALKED, _START) else 0.0)
+                c += (mu if mode in (_LEFT_ONCE, _RIGHT_ONCE) else 0.0)
+                c += (self.collision_cost if collided else 0.0)
+                successors.append((q, theta, k, _WALKED, c, MOVE_FORWARD))
+            if mode not in (_RIGHT_ONCE, _RIGHT_MORE):
+                successors.append((p, wrap_angle(theta + turn), (k + 1) % n_turns,
+                                   _LEFT_ONCE if mode == _WALKED else _LEFT_MORE,
+                                   1.0 + (lam if mode == _WALKED else 0.0), TURN_LEFT))
+            if mode not in (_LEFT_ONCE, _LEFT_MORE):
+                successors.append((p, wrap_angle(theta + -turn), (k - 1) % n_turns,
+                                   _RIGHT_ONCE if mode == _WALKED else _RIGHT_MORE,
+                                   1.0 + (lam if mode == _WALKED else 0.0), TURN_RIGHT))
+            for q, q_theta, q_k, q_mode, c, action in successors:
+                key = (int(q[0] // cell), int(q[2] // cell), q_k, q_mode)
+                q_cost = cost + c
+                if q_cost < best.get(key, math.inf) - 1e-12:
+                    best[key] = q_cost
+                    nodes.append((q, q_theta, q_k, q_mode, node, action))
+                    heapq.heappush(frontier, (q_cost + cost_to_go(q, q_theta, q_mode), -q_cost,
+                                              len(nodes) - 1))
+        return expansions
+
+    @staticmethod
+    def _unwind(nodes: list, node: int) -> Tuple[List[int], List[Tuple[np.ndarray, float]]]:
+        actions, states = [STOP], [(nodes[node][0], nodes[node][1])]
+        while nodes[node][4] >= 0:
+            actions.append(nodes[node][5])
+            node = nodes[node][4]
+            states.append((nodes[node][0], nodes[node][1]))
+        return actions[::-1], states[::-1]
+
+
+def smooth_expert_trajectory(nav: NavGrid, start_pos: Sequence[float], start_heading: float,
+                             goal: Sequence[float], max_steps: int = MAX_EPISODE_STEPS, *,
+                             goal_radius: float = EXPERT_GOAL_RADIUS_M,
+                             forward_step: float = FORWARD_STEP_M,
+                             turn_angle_deg: float = TURN_ANGLE_DEG, patience: int = 40,
+                             **options) -> Dict[str, list]:
+    """Roll :class:`SmoothPathFollower` out like :func:`expert_trajectory` (same result,
+    same STOP rule and goal radius, same patience guard); ``options`` go to the follower.
+    The result also holds ``"fallbacks"``: how often the shortest-path expert took over."""
+    follower = SmoothPathFollower(nav, goal_radius, forward_step, turn_angle_deg, **options)
+    out = _roll_out(nav, follower, start_pos, start_heading, goal, max_steps, forward_step,
+                    turn_angle_deg, patience, "smooth expert")
+    out["fallbacks"] = follower.num_fallbacks
+    return out
+
+
+def action_changes(actions: Sequence[int]) -> int:
+    """Number of steps whose action differs from the previous one (the inflections of
+    VLN-CE's loss weighting, without the first step)."""
+    return sum(1 for a, b in zip(actions[:-1], actions[1:]) if a != b)
+
+
+def single_turn_jitter(actions: Sequence[int]) -> int:
+    """Number of single turns between two equal actions (F-L-F, F-R-F, L-R-L, ...)."""
+    return sum(1 for a, b, c in zip(actions[:-2], actions[1:-1], actions[2:])
+               if b in (TURN_LEFT, TURN_RIGHT) and a == c != b)
 
 
 # ---------------------------------------------------------------------- helpers
