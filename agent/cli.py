@@ -36,6 +36,21 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     build.add_argument("overrides", nargs="*", help="dotted key=value overrides of the preset")
     build.set_defaults(func=_handler("agent.datasets.builder:cli_build"))
 
+    aug = dsub.add_parser("augment", help="add an 'Aug' training split: more generated paths "
+                          "in the train houses (and new train houses); train episodes kept")
+    aug.add_argument("--data", required=True, help="a houses dataset directory (data build)")
+    aug.add_argument("--name", default="train_aug", help="the new split's name (default: %(default)s)")
+    aug.add_argument("--paths-per-house", type=int, default=22,
+                     help="new paths in each train house, 3 instructions each (default: %(default)s)")
+    aug.add_argument("--new-houses", type=int, default=0,
+                     help="new train houses of the standard material set (default: %(default)s)")
+    aug.add_argument("--new-house-paths", type=int, default=None,
+                     help="paths in each new house (default: the preset's train paths per house)")
+    aug.add_argument("--seed", type=int, default=0, help="augmentation seed (default: %(default)s)")
+    aug.add_argument("--workers", type=int, default=None,
+                     help="worker processes (default: number of CPU cores)")
+    aug.set_defaults(func=_handler("agent.datasets.augment:cli_augment"))
+
     validate = dsub.add_parser("validate", help="check a VLN-CE R2R episode file or data dir")
     validate.add_argument("path", help="a {split}.json.gz file or a data directory")
     validate.add_argument("--gt", default=None, help="ground-truth file (default: found beside)")

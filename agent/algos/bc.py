@@ -109,11 +109,13 @@ class BCTrainer(BaseTrainer):
         return self._featurizer
 
     # ------------------------------------------------------------------ expert data
-    def expert_store_path(self) -> str:
+    def expert_store_path(self, split: Optional[str] = None) -> str:
+        """The expert store of ``split`` (default ``bc.split``) for this run's encoder,
+        rendering and expert."""
         from agent.algos.features import expert_store_path, render_identity, rgb_encoder_name
 
         encoder = rgb_encoder_name(self.policy.rgb_encoder, self.config.model.rgb_encoder.weights)
-        return expert_store_path(self.feature_root(), self.config.bc.split, encoder,
+        return expert_store_path(self.feature_root(), split or self.config.bc.split, encoder,
                                  render_identity(self.backend_cfg, self.config.data_dir),
                                  raw_rgb=not self.policy.rgb_encoder.freeze,
                                  expert=self.expert_identity())
@@ -164,6 +166,8 @@ class BCTrainer(BaseTrainer):
         path = self.expert_store_path()
         with TrajectoryStore(path) as store:
             missing = [ep for ep in self.episodes if not store.contains(str(ep["episode_id"]))]
+            if missing and self.copy_from_base_split(store, missing):
+                missing = [ep for ep in missing if not store.contains(str(ep["episode_id"]))]
             if missing:
                 expert_actions = self.expert_actions(self.episodes)
                 bar = self.progress(len(self.episodes), "record expert",
@@ -179,6 +183,43 @@ class BCTrainer(BaseTrainer):
             keys = [store.key_of(str(ep["episode_id"])) for ep in self.episodes]
             lengths = dict(zip(store.keys(), store.lengths()))
         return keys, int(sum(lengths[k] for k in keys))
+
+    def copy_from_base_split(self, store: Any, missing: Sequence[Dict[str, Any]]) -> int:
+        """An augmented split (``langnav data augment``) keeps its base split's episodes
+        under the same ids: copy their records from the base split's expert store (same
+        encoder, rendering and expert) instead of rendering them again -> records copied.
+        An episode is copied only if its scene, start, instruction and expert actions equal
+        the base episode's."""
+        from agent.datasets.augment import augment_info
+        from agent.datasets.episodes import load_gt, load_split, split_paths
+        from agent.datasets.trajectory_store import TrajectoryStore
+
+        info = augment_info(self.config.data_dir, self.config.bc.split)
+        if not info:
+            return 0
+        base_split = info["base_split"]
+        base_path = self.expert_store_path(base_split)
+        if not os.path.exists(base_path):
+            return 0
+        base_episodes = {str(ep["episode_id"]): ep
+                         for ep in load_split(split_paths(self.config.data_dir, base_split)[0])[0]}
+        base_gt = load_gt(split_paths(self.config.data_dir, base_split)[1])
+        fields = ("scene_id", "start_position", "start_rotation", "instruction")
+        copied = 0
+        with TrajectoryStore(base_path, readonly=True) as donor:
+            bar = self.progress(len(missing), f"copy {base_split} expert records", unit="ep")
+            with bar:
+                for episode in missing:
+                    key = str(episode["episode_id"])
+                    base = base_episodes.get(key)
+                    bar.update(1)
+                    if base is None or not donor.contains(key) \
+                            or any(base.get(f) != episode.get(f) for f in fields) \
+                            or base_gt.get(key, {}).get("actions") != self.gt.get(key, {}).get("actions"):
+                        continue
+                    store.append(donor.get(donor.key_of(key)), unique_key=key, if_exists="skip")
+                    copied += 1
+        return copied
 
     # ------------------------------------------------------------------ updates
     def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:

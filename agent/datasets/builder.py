@@ -182,6 +182,25 @@ def _catalogue_words() -> set:
     return set(tokenize(" ".join(list(OBJECT_LABELS) + list(COLOR_NAMES) + list(ROOM_TYPES))))
 
 
+def sample_paths(plan, nav, cfg: BuildConfig, rng: np.random.Generator, n_paths: int,
+                 used: List[Tuple[np.ndarray, np.ndarray]], label: str) -> List[Dict[str, Any]]:
+    """``n_paths`` new paths of one house (start-goal pairs not within 1 m of any in ``used``,
+    which grows), each with its expert, instructions and fairness figures; RuntimeError
+    naming the house and ``label`` (the split) when the house cannot give that many."""
+    paths, attempts = [], 0
+    while len(paths) < n_paths:
+        attempts += 1
+        if attempts > 50 * n_paths + 50:
+            raise RuntimeError(f"house {plan.house_id}: could only sample {len(paths)} of "
+                               f"{n_paths} {label} paths of {cfg.min_path_m}-"
+                               f"{cfg.max_path_m} m")
+        path = _make_path(plan, nav, cfg, rng, used)
+        if path is not None:
+            path["fairness"] = _fairness_of_path(plan, nav, path, cfg)
+            paths.append(path)
+    return paths
+
+
 def build_house(args: Tuple[BuildConfig, str, str, int, str, Dict[str, int]]) -> Dict[str, Any]:
     """Generate one house, write its scene files, and sample its paths per split."""
     cfg, scenes_dir, house_id, seed, variant_set, paths_per_split = args
@@ -197,32 +216,23 @@ def build_house(args: Tuple[BuildConfig, str, str, int, str, Dict[str, int]]) ->
                               "free_area_m2": float(nav.free_area_m2()),
                               "words": _landmark_words(plan)}
     for split, n_paths in paths_per_split.items():
-        paths, attempts = [], 0
-        while len(paths) < n_paths:
-            attempts += 1
-            if attempts > 50 * n_paths + 50:
-                raise RuntimeError(f"house {house_id}: could only sample {len(paths)} of "
-                                   f"{n_paths} {split} paths of {cfg.min_path_m}-"
-                                   f"{cfg.max_path_m} m")
-            path = _make_path(plan, nav, cfg, rng, used)
-            if path is not None:
-                path["fairness"] = _fairness_of_path(plan, nav, path, cfg)
-                paths.append(path)
-        result["splits"][split] = paths
+        result["splits"][split] = sample_paths(plan, nav, cfg, rng, n_paths, used, split)
     return result
 
 
 # ---------------------------------------------------------------------------- assembly
 def _episodes_for_split(houses: Sequence[Dict[str, Any]], split: str, vocab,
-                        first_trajectory_id: int) -> Tuple[List[dict], Dict[str, dict], int]:
-    episodes, gt = [], {}
+                        first_trajectory_id: int, first_episode_id: int = 1
+                        ) -> Tuple[List[dict], Dict[str, dict], int]:
+    episodes: List[dict] = []
+    gt: Dict[str, dict] = {}
     traj_id = first_trajectory_id
     for house in houses:
         for path in house["splits"].get(split, []):
             traj_id += 1
             expert = path["expert"]
             for text in path["instructions"]:
-                ep_id = len(episodes) + 1
+                ep_id = first_episode_id + len(episodes)
                 episodes.append({
                     "episode_id": ep_id, "trajectory_id": traj_id, "scene_id": house["scene_id"],
                     "start_position": [round(float(v), 4) for v in path["start"]],
