@@ -3,12 +3,13 @@
 An episode's ``scene_id`` (``"{house}/{house}.glb"``, relative to ``scenes_dir``) names
 the house; the env reads the floor plan written beside it, builds the navigation grid
 (collision with sliding, geodesic distances, the shortest-path expert) and the mesh the
-renderer draws. Never imports torch (it runs inside environment worker processes).
+renderer draws. The envs of one process share these and one renderer
+(:mod:`agent.envs.houses.shared`; ``share_houses=False`` gives an env its own). Never imports
+torch (it runs inside environment worker processes).
 """
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -21,18 +22,12 @@ from agent.envs.base import (
 )
 from agent.envs.houses.floorplan import FloorPlan
 from agent.envs.houses.navigation import NavGrid, ShortestPathFollower
+from agent.envs.houses.shared import (
+    House, HouseCache, acquire_renderer, house_key, process_house_cache, release_renderer,
+)
 
 SENSOR_NAMES = ("rgb", "depth")
 EPISODE_KEYS = ("episode_id", "scene_id", "start_position", "start_rotation", "instruction")
-
-
-class _Scene:
-    """Everything the env keeps per house: plan, navigation grid and expert."""
-
-    def __init__(self, plan: FloorPlan, nav: NavGrid, follower: ShortestPathFollower) -> None:
-        self.plan = plan
-        self.nav = nav
-        self.follower = follower
 
 
 def _where(episode: Dict[str, Any]) -> str:
@@ -70,10 +65,14 @@ class HousesEnv(NavEnv):
                  max_steps: int = MAX_EPISODE_STEPS, sensors: Sequence[str] = SENSOR_NAMES,
                  forward_step: float = FORWARD_STEP_M, turn_angle_deg: float = TURN_ANGLE_DEG,
                  success_distance: float = SUCCESS_DISTANCE_M, privileged: bool = False,
-                 scene_cache: int = 4) -> None:
+                 scene_cache: int = 4, share_houses: bool = True) -> None:
         """Cheap: the renderer is created at the first ``reset`` that needs it.
         ``success_distance`` is kept for evaluators (``env.success_distance``); the env
-        itself reports distances, not success."""
+        itself reports distances, not success. ``scene_cache``: houses kept loaded besides
+        the ones in use (LRU). ``share_houses``: take houses (plan, grid, expert, mesh, GPU
+        buffers) from the process-wide cache and draw with the process's renderer of this
+        image size (:mod:`agent.envs.houses.shared`), as every other env of the process
+        does; False: load and render alone (the observations are the same)."""
         unknown = [s for s in sensors if s not in SENSOR_NAMES]
         if unknown:
             raise ValueError(f"unknown sensors {unknown}; choose from {SENSOR_NAMES}")
@@ -93,10 +92,12 @@ class HousesEnv(NavEnv):
         self.success_distance = float(success_distance)
         self.privileged = bool(privileged)
         self.scene_cache = int(scene_cache)
+        self.share_houses = bool(share_houses)
 
         self._renderer: Any = None
-        self._scenes: "OrderedDict[str, _Scene]" = OrderedDict()
-        self._scene: Optional[_Scene] = None
+        self._houses: HouseCache = (process_house_cache(self.scene_cache) if self.share_houses
+                                    else HouseCache(self.scene_cache))
+        self._scene: Optional[House] = None
         self.episode = None
         self._position = np.zeros(3)
         self._heading = 0.0
@@ -115,45 +116,60 @@ class HousesEnv(NavEnv):
         except ValueError as e:
             raise ValueError(f"{_where(episode)}: {e}") from None
 
-    def _load_scene(self, episode: Dict[str, Any]) -> _Scene:
-        scene_id = str(episode["scene_id"])
-        if scene_id in self._scenes:
-            self._scenes.move_to_end(scene_id)
-        else:
-            path = self._floorplan_path(episode)
+    def _acquire_scene(self, episode: Dict[str, Any]) -> House:
+        """The episode's house, held (in the house cache and, uploaded, in the renderer)
+        until :meth:`_release_scene`."""
+        path = self._floorplan_path(episode)
+        missing = FileNotFoundError(f"{_where(episode)}: scene file {path} not found "
+                                    f"(scenes_dir {self.scenes_dir!r}); build the dataset's "
+                                    "scenes first")
+        try:
+            key = house_key(path, self.forward_step, self.turn_angle_deg)
+        except FileNotFoundError:
+            raise missing from None
+
+        def load() -> House:
             try:
                 plan = FloorPlan.load(path)
             except FileNotFoundError:
-                raise FileNotFoundError(
-                    f"{_where(episode)}: scene file {path} not found (scenes_dir "
-                    f"{self.scenes_dir!r}); build the dataset's scenes first") from None
+                raise missing from None
             nav = NavGrid.from_floorplan(plan)
             follower = ShortestPathFollower(nav, EXPERT_GOAL_RADIUS_M, self.forward_step,
                                             self.turn_angle_deg)
-            self._scenes[scene_id] = _Scene(plan, nav, follower)
-            while len(self._scenes) > self.scene_cache:
-                self._scenes.popitem(last=False)
-        scene = self._scenes[scene_id]
+            return House(key, plan, nav, follower)
+
+        house = self._houses.acquire(key, load)
         if self._renders:
-            self._upload(scene_id, scene.plan)
-        return scene
+            try:
+                self._upload(house)
+            except BaseException:
+                self._houses.release(key)
+                raise
+        return house
+
+    def _release_scene(self, house: House) -> None:
+        if self._renderer is not None and self._renderer.has_scene(house.key):
+            self._renderer.unpin(house.key)
+        self._houses.release(house.key)
 
     @property
     def _renders(self) -> bool:
         return any(s in self.sensors for s in SENSOR_NAMES)
 
-    def _upload(self, scene_id: str, plan: FloorPlan) -> None:
+    def _upload(self, house: House) -> None:
+        """Make sure the renderer holds ``house`` and pin it there."""
         if self._renderer is None:
-            from agent.envs.houses.renderer import Renderer
+            if self.share_houses:
+                self._renderer = acquire_renderer(self.width, self.height, self.hfov_deg,
+                                                  self.camera_height, self.scene_cache)
+            else:
+                from agent.envs.houses.renderer import Renderer
 
-            self._renderer = Renderer(self.width, self.height, self.hfov_deg, self.camera_height,
-                                      max_cached_scenes=self.scene_cache)
-        if self._renderer.has_scene(scene_id):
-            self._renderer.set_scene(scene_id)
-        else:
-            from agent.envs.houses.mesh import build_mesh
-
-            self._renderer.load_scene(scene_id, build_mesh(plan))
+                self._renderer = Renderer(self.width, self.height, self.hfov_deg,
+                                          self.camera_height, max_cached_scenes=self.scene_cache)
+        if not self._renderer.has_scene(house.key):
+            self._renderer.load_scene(house.key, house.mesh)
+        self._renderer.pin(house.key)
 
     # ------------------------------------------------------------------ NavEnv API
     def reset(self, episode: Dict[str, Any]) -> Dict[str, Any]:
@@ -170,9 +186,13 @@ class HousesEnv(NavEnv):
         goals = episode.get("goals") or []
         goal = _point(goals[0]["position"], f"{where}: goals[0].position") if goals else None
 
-        scene = self._load_scene(episode)
+        previous = self._scene
+        scene = self._acquire_scene(episode)
         if not scene.nav.is_navigable(start[0], start[2]):
+            self._release_scene(scene)
             raise ValueError(f"{where}: start_position {start.tolist()} is not navigable")
+        if previous is not None:
+            self._release_scene(previous)
         self._scene = scene
         self.episode = episode
         self._position, self._heading, self._goal = start, heading, goal
@@ -244,14 +264,26 @@ class HousesEnv(NavEnv):
         return self._num_steps
 
     def close(self) -> None:
+        if self._scene is not None:
+            self._release_scene(self._scene)
+            self._scene = None
         if self._renderer is not None:
-            self._renderer.close()
+            if self.share_houses:
+                release_renderer(self._renderer)
+            else:
+                self._renderer.close()
             self._renderer = None
-        self._scenes.clear()
-        self._scene = None
+        self.episode = None
+        self._done = True
+
+    def __del__(self) -> None:
+        try:
+            self.close()  # an env dropped unclosed gives its houses back to the shared cache
+        except Exception:  # interpreter shutdown: GL or the module globals may be gone
+            pass
 
     # ------------------------------------------------------------------ helpers
-    def _require_scene(self) -> _Scene:
+    def _require_scene(self) -> House:
         if self._scene is None:
             raise RuntimeError("no scene is loaded; call reset(episode) first")
         return self._scene
@@ -265,6 +297,8 @@ class HousesEnv(NavEnv):
         self._frames = {}
         if not self._renders:
             return
+        if self._renderer.scene_key != self._scene.key:  # another env drew its own house
+            self._renderer.set_scene(self._scene.key)
         rgb, depth = self._renderer.render(self._position, self._heading,
                                            depth="depth" in self.sensors)
         if "rgb" in self.sensors:

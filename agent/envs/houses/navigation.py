@@ -117,6 +117,20 @@ class NavGrid:
         candidates = clearance >= agent_radius - 1e-9
         return cls(candidates, (ox, oz), cell_size, agent_radius=agent_radius, **kwargs)
 
+    @property
+    def field_cache_size(self) -> int:
+        """Distance fields kept (LRU by goal cell); a memo, so the size changes speed only
+        (grids shared by several envs keep more, see agent/envs/houses/shared.py)."""
+        return self._field_cache_size
+
+    @field_cache_size.setter
+    def field_cache_size(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"field_cache_size must be >= 1, got {size}")
+        self._field_cache_size = int(size)
+        while len(self._field_cache) > self._field_cache_size:
+            self._field_cache.popitem(last=False)
+
     # ------------------------------------------------------------------ grid queries
     @property
     def free_mask(self) -> np.ndarray:

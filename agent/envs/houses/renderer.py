@@ -412,6 +412,7 @@ class Renderer:
         self.max_cached_scenes = int(max_cached_scenes)
         self.view_culling = bool(view_culling)
         self._scenes: "OrderedDict[str, _GpuScene]" = OrderedDict()
+        self._pins: Dict[str, int] = {}  # scene key -> pin count (never evicted while > 0)
         self._current: Optional[_GpuScene] = None
         self._current_key: Optional[str] = None
         self.ctx = None
@@ -458,7 +459,7 @@ class Renderer:
     # ------------------------------------------------------------------ scenes
     def load_scene(self, key: str, mesh: SceneMesh) -> None:
         """Upload ``mesh`` under ``key`` (replacing a scene of that key) and make it current.
-        The least recently used scene is released beyond ``max_cached_scenes``."""
+        The least recently used unpinned scenes are released beyond ``max_cached_scenes``."""
         self._check_open()
         if mesh.indices.shape[0] == 0:
             raise ValueError(f"scene '{key}': mesh has no triangles")
@@ -468,12 +469,36 @@ class Renderer:
         if key in self._scenes:
             self._scenes.pop(key).release()
         self._scenes[key] = _GpuScene(self.ctx, mesh, self._shade_program, self._id_program)
-        while len(self._scenes) > self.max_cached_scenes:
-            evicted_key, evicted = self._scenes.popitem(last=False)
-            if evicted_key == self._current_key:
-                self._current, self._current_key = None, None
-            evicted.release()
+        self._evict()
         self.set_scene(key)
+
+    def _evict(self) -> None:
+        """Release the least recently used scenes that are not pinned beyond
+        ``max_cached_scenes`` of them."""
+        unpinned = [k for k in self._scenes if k not in self._pins]  # oldest first
+        for key in unpinned[:max(0, len(unpinned) - self.max_cached_scenes)]:
+            if key == self._current_key:
+                self._current, self._current_key = None, None
+            self._scenes.pop(key).release()
+
+    def pin(self, key: str) -> None:
+        """Keep scene ``key`` uploaded until as many :meth:`unpin` calls (renderers
+        shared by several envs pin the scene each env is in; pinned scenes do not count
+        against ``max_cached_scenes``)."""
+        if key not in self._scenes:
+            raise KeyError(f"renderer has no scene '{key}' loaded; call load_scene first")
+        self._pins[key] = self._pins.get(key, 0) + 1
+
+    def unpin(self, key: str) -> None:
+        """Undo one :meth:`pin`; the scene stays cached like any unpinned one."""
+        left = self._pins.get(key, 0) - 1
+        if left > 0:
+            self._pins[key] = left
+        else:
+            self._pins.pop(key, None)
+        if self.ctx is not None:
+            self._check_open()
+            self._evict()
 
     def has_scene(self, key: str) -> bool:
         return key in self._scenes
@@ -574,6 +599,7 @@ class Renderer:
         for scene in self._scenes.values():
             scene.release()
         self._scenes.clear()
+        self._pins.clear()
         self._current, self._current_key = None, None
         for gl_object in (self._fbo, self._id_fbo, self._color_rb, self._reversed_depth_rb,
                           self._depth_rb, self._id_rb, self._id_depth_rb,
