@@ -5,8 +5,11 @@ Every agent keeps the agent interface of DESIGN.md::
     act(observations, hidden, not_done_masks, deterministic=True) -> (actions, hidden)
 
 ``observations`` is a list with one observation dict per environment slot,
-``not_done_masks`` a list of 0/1 (0 = the slot starts a new episode). Baseline agents
-also get ``start_episode(slot, episode)`` when a slot starts an episode, so that their
+``not_done_masks`` a list of 0/1 (0 = the slot starts a new episode). An agent may also
+offer ``act_rows(rows, observations, hidden, not_done_masks, deterministic=True) ->
+(actions of rows, hidden)``, the same on some slots only (``observations`` and masks of
+``rows``); the evaluator then asks only the slots whose episodes are running. Baseline
+agents also get ``start_episode(slot, episode)`` when a slot starts an episode, so that their
 per-episode randomness is seeded by the episode (a resumed evaluation then reproduces
 the uninterrupted one). Privileged agents (expert, oracle-room) read ``privileged_*``
 observation keys, which the evaluator turns on only for them.
@@ -46,8 +49,15 @@ class BaselineAgent(abc.ABC):
 
     def act(self, observations: Sequence[Dict[str, Any]], hidden: Any,
             not_done_masks: Sequence[float], deterministic: bool = True) -> Tuple[List[int], Any]:
+        return self.act_rows(range(len(observations)), observations, hidden, not_done_masks,
+                             deterministic)
+
+    def act_rows(self, rows: Sequence[int], observations: Sequence[Dict[str, Any]],
+                 hidden: Any, not_done_masks: Sequence[float],
+                 deterministic: bool = True) -> Tuple[List[int], Any]:
+        """The actions of slots ``rows`` (``observations`` are theirs, in that order)."""
         actions = []
-        for slot, obs in enumerate(observations):
+        for slot, obs in zip(rows, observations):
             st = self.state[slot]
             actions.append(int(self.act_one(slot, obs, st)) if st else STOP)
             if st:
@@ -111,14 +121,14 @@ class ExpertAgent(BaselineAgent):
     def bind_envs(self, envs) -> None:
         self.envs = envs
 
-    def act(self, observations, hidden, not_done_masks, deterministic=True):
+    def act_rows(self, rows, observations, hidden, not_done_masks, deterministic=True):
         if self.envs is None:
             raise RuntimeError("ExpertAgent needs bind_envs(vector_env) before act()")
-        active = [i for i, st in enumerate(self.state) if st]
-        actions = [STOP] * len(observations)
-        for i, a in zip(active, self.envs.call("expert_action", indices=active)):
-            actions[i] = int(a)
-        return actions, hidden
+        rows = list(rows)
+        active = [i for i in rows if self.state[i]]
+        answers = dict(zip(active, self.envs.call("expert_action", indices=active))) \
+            if active else {}
+        return [int(answers.get(i, STOP)) for i in rows], hidden
 
     def act_one(self, slot: int, obs: Dict[str, Any], st: Dict[str, Any]) -> int:
         return int(self.envs.call_at(slot, "expert_action"))

@@ -99,7 +99,12 @@ def _finish(record: Dict[str, Any]) -> Dict[str, Any]:
 def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, Any],
                  on_finished, progress=None, on_step=None) -> None:
     """Run ``episodes`` on the vector env, calling ``on_finished(record)`` for each, and
-    ``on_step(slot, record, observations, action)`` after each reset (action None) and step."""
+    ``on_step(slot, record, observations, action)`` after each reset (action None) and step.
+
+    An agent with ``act_rows`` (eval/agents.py) is asked for the running slots only: once
+    the queue is empty, the policy no longer runs on the slots whose episodes have ended.
+    An agent with ``act`` alone gets every slot (an ended slot repeats a running one's
+    observation) and its actions for ended slots are ignored."""
     queue = list(episodes)
     n = envs.num_envs
     slots: List[Optional[Dict[str, Any]]] = [None] * n
@@ -138,8 +143,14 @@ def run_episodes(agent, envs, episodes: Sequence[Dict[str, Any]], gt: Dict[str, 
     start(list(range(n)))
     while any(r is not None for r in slots):
         active = [i for i in range(n) if slots[i] is not None]
-        batch_obs = [obs[i] if obs[i] is not None else obs[active[0]] for i in range(n)]
-        actions, hidden = agent.act(batch_obs, hidden, list(masks), deterministic=True)
+        if hasattr(agent, "act_rows"):
+            chosen, hidden = agent.act_rows(active, [obs[i] for i in active], hidden,
+                                            [masks[i] for i in active], deterministic=True)
+            actions: Dict[int, int] = dict(zip(active, chosen))
+        else:
+            batch_obs = [obs[i] if obs[i] is not None else obs[active[0]] for i in range(n)]
+            every, hidden = agent.act(batch_obs, hidden, list(masks), deterministic=True)
+            actions = dict(enumerate(every))
         results = envs.step([actions[i] for i in active], indices=active)
         ended = []
         for i, (o, done, info) in zip(active, results):

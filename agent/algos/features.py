@@ -213,20 +213,28 @@ def collect_episodes(envs, requests: Sequence[RolloutRequest], featurizer: Obser
     state = policy.initial_state(envs.num_envs) if policy is not None else None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expert-labels")
 
-    def start(i: int) -> None:
-        slots[i] = None
-        if queue:
-            request = queue.pop(0)
-            slots[i] = _Slot(request, envs.reset_at(i, request.episode))
+    def start(free: List[int]) -> None:
+        """The next requests in the ``free`` slots, in slot order (so each slot takes the
+        request it would take one by one), with one batched reset for all of them."""
+        starting = []
+        for i in free:
+            slots[i] = None
+            if queue:
+                starting.append((i, queue.pop(0)))
+        if starting:
+            observations = envs.reset([r.episode for _, r in starting],
+                                      indices=[i for i, _ in starting])
+            for (i, request), obs in zip(starting, observations):
+                slots[i] = _Slot(request, obs)
 
     try:
-        for i in range(envs.num_envs):
-            start(i)
+        start(list(range(envs.num_envs)))
         while any(s is not None for s in slots):
             active = [i for i, s in enumerate(slots) if s is not None]
             actions = _choose_actions(envs, [slots[i] for i in active], active, featurizer, beta,
                                       policy, state, sample_policy_actions, pool)
             results = envs.step(actions, indices=active)
+            ended = []
             for i, action, (obs, done, _info) in zip(active, actions, results):
                 slot = slots[i]
                 slot.executed.append(int(action))
@@ -239,7 +247,8 @@ def collect_episodes(envs, requests: Sequence[RolloutRequest], featurizer: Obser
                     stats.expert_steps += slot.expert_steps
                     if on_episode is not None:
                         on_episode(record)
-                    start(i)
+                    ended.append(i)
+            start(ended)
     finally:
         pool.shutdown(wait=True)
     stats.seconds = time.perf_counter() - start_time

@@ -93,7 +93,8 @@ class PolicyAgent:
     ``observations`` one dict per slot (rgb/depth at the checkpoint's resolution — the
     evaluator applies :attr:`backend_overrides`), ``hidden`` a
     :class:`~agent.models.policy.PolicyState` (or None) that also carries the previous
-    actions, ``not_done_masks`` 0/1 per slot (0 = the slot starts an episode)."""
+    actions, ``not_done_masks`` 0/1 per slot (0 = the slot starts an episode).
+    :meth:`act_rows` runs the policy on some slots only (the evaluator's running episodes)."""
 
     privileged = False
 
@@ -127,6 +128,27 @@ class PolicyAgent:
         masks = np.asarray(not_done_masks, dtype=np.float32)
         actions, state = self.policy.act(inputs, hidden, masks, deterministic=deterministic)
         return [int(a) for a in actions.tolist()], state
+
+    def act_rows(self, rows: Sequence[int], observations: Sequence[Mapping[str, Any]],
+                 hidden: Any, not_done_masks: Sequence[float],
+                 deterministic: bool = True) -> Tuple[List[int], Any]:
+        """:meth:`act` on the slots ``rows`` only (the episodes still running), so a batch
+        whose episodes have ended costs nothing for them: ``observations`` and
+        ``not_done_masks`` are those of ``rows`` (in that order), ``hidden`` the state of
+        every slot (None: a fresh one of :attr:`num_slots` rows). Returns the actions of
+        ``rows`` and the state of every slot, ``rows`` updated
+        (:meth:`~agent.models.policy.PolicyState.scatter`) and the others as they were."""
+        rows = [int(r) for r in rows]
+        if len(rows) != len(observations) or len(rows) != len(not_done_masks):
+            raise ValueError(f"act_rows: {len(rows)} rows, {len(observations)} observations, "
+                             f"{len(not_done_masks)} masks")
+        if hidden is None:
+            hidden = self.policy.initial_state(max([self.num_slots] + [r + 1 for r in rows]))
+        if not rows:
+            return [], hidden
+        actions, part = self.act(observations, hidden.select(rows), not_done_masks,
+                                 deterministic=deterministic)
+        return actions, hidden.scatter(rows, part)
 
 
 def load_policy_agent(path: str, num_slots: int, device: str = "cpu") -> PolicyAgent:

@@ -61,6 +61,15 @@ class PolicyState(NamedTuple):
         index = torch.as_tensor(rows, dtype=torch.long, device=self.rnn.device)
         return PolicyState(self.rnn[index], self.prev_actions[index])
 
+    def scatter(self, rows: Union[Sequence[int], torch.Tensor], part: "PolicyState") -> "PolicyState":
+        """A copy with ``rows`` replaced by ``part`` (the inverse of :meth:`select`: write
+        back the state of the rows a policy was run on); the other rows are unchanged."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.rnn.device)
+        rnn, prev_actions = self.rnn.clone(), self.prev_actions.clone()
+        rnn[index] = part.rnn.to(rnn.dtype)
+        prev_actions[index] = part.prev_actions.to(prev_actions.dtype)
+        return PolicyState(rnn, prev_actions)
+
 
 class EncodedObservations(NamedTuple):
     """Per-step encoder outputs for N = T*B flattened steps."""
