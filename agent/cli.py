@@ -13,6 +13,61 @@ from typing import Callable, List, Optional
 TORCH_THREADS_HELP = ("torch threads of a checkpoint's policy (default 1: the environment "
                       "workers need the other cores)")
 
+# ---------------------------------------------------------------------------- argument types
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (a count of episodes, envs, ...)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive integer, got {value}" if minimum == 1 else
+                f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+POSITIVE = _count(1)
+NON_NEGATIVE = _count(0)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def _name_list(text: str) -> str:
+    """A comma-separated list of names (splits, episode ids) without empty entries; returned
+    as given (callers split it)."""
+    if any(not entry.strip() for entry in text.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry (names are separated "
+                                         f"by single commas, e.g. val_seen,val_unseen)")
+    return text
+
+
+def _name(text: str) -> str:
+    """One split name: non-empty, no comma."""
+    if not text.strip() or "," in text:
+        raise argparse.ArgumentTypeError(f"must be one split name, got {text!r}")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``langnav eval: error: argument --sample: ...``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _handler(target: str) -> Callable[[argparse.Namespace], int]:
     module_name, func_name = target.split(":")
 
@@ -31,7 +86,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                        "(habitat_configs/houses/<preset>.yaml) or a path to a YAML file")
     build.add_argument("--out", required=True, help="output directory")
     build.add_argument("--seed", type=int, default=0, help="base random seed")
-    build.add_argument("--workers", type=int, default=None,
+    build.add_argument("--workers", type=POSITIVE, default=None,
                        help="worker processes (default: number of CPU cores)")
     build.add_argument("overrides", nargs="*", help="dotted key=value overrides of the preset")
     build.set_defaults(func=_handler("agent.datasets.builder:cli_build"))
@@ -40,25 +95,28 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                           "in the train houses (and new train houses); train episodes kept")
     aug.add_argument("--data", required=True, help="a houses dataset directory (data build)")
     aug.add_argument("--name", default="train_aug", help="the new split's name (default: %(default)s)")
-    aug.add_argument("--paths-per-house", type=int, default=22,
+    aug.add_argument("--paths-per-house", type=NON_NEGATIVE, default=22,
                      help="new paths in each train house, 3 instructions each (default: %(default)s)")
-    aug.add_argument("--new-houses", type=int, default=0,
+    aug.add_argument("--new-houses", type=NON_NEGATIVE, default=0,
                      help="new train houses of the standard material set (default: %(default)s)")
-    aug.add_argument("--new-house-paths", type=int, default=None,
+    aug.add_argument("--new-house-paths", type=POSITIVE, default=None,
                      help="paths in each new house (default: the preset's train paths per house)")
     aug.add_argument("--seed", type=int, default=0, help="augmentation seed (default: %(default)s)")
-    aug.add_argument("--workers", type=int, default=None,
+    aug.add_argument("--workers", type=POSITIVE, default=None,
                      help="worker processes (default: number of CPU cores)")
     aug.set_defaults(func=_handler("agent.datasets.augment:cli_augment"))
 
     validate = dsub.add_parser("validate", help="check a VLN-CE R2R episode file or data dir")
     validate.add_argument("path", help="a {split}.json.gz file or a data directory")
     validate.add_argument("--gt", default=None, help="ground-truth file (default: found beside)")
+    validate.add_argument("--no-scenes", action="store_true",
+                          help="skip loading a houses data dir's scenes (start and goal "
+                               "navigable, every scene loads)")
     validate.set_defaults(func=_handler("agent.datasets.validate:cli_validate"))
 
     show = dsub.add_parser("show", help="draw an episode: start RGB, depth, map, instruction")
     show.add_argument("data_dir", help="dataset directory")
-    show.add_argument("--split", default="val_seen")
+    show.add_argument("--split", type=_name, default="val_seen")
     show.add_argument("--episode", default=None, help="episode id (default: the first)")
     show.add_argument("--out", required=True, help="output PNG file")
     show.set_defaults(func=_handler("agent.datasets.show:cli_show"))
@@ -69,16 +127,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--agent", required=True,
                     help="random, handcrafted, expert, oracle-room, or a checkpoint PATH.pt")
     ev.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
-    ev.add_argument("--split", default="val_seen", help="split name, or several comma-separated")
+    ev.add_argument("--split", type=_name_list, default="val_seen",
+                    help="split name, or several comma-separated")
     ev.add_argument("--out", required=True, help="run directory for stats and predictions")
-    ev.add_argument("--num-envs", type=int, default=2,
+    ev.add_argument("--num-envs", type=POSITIVE, default=2,
                     help="environments run at once (the agent's batch)")
-    ev.add_argument("--workers", type=int, default=None,
+    ev.add_argument("--workers", type=POSITIVE, default=None,
                     help="environment worker processes holding them (default: one per env "
                          "up to 2 envs, else one per CPU core)")
-    ev.add_argument("--max-episodes", type=int, default=None, help="evaluate the first K only")
-    ev.add_argument("--torch-threads", type=int, default=1, help=TORCH_THREADS_HELP)
-    ev.add_argument("--sample", type=int, default=None,
+    ev.add_argument("--max-episodes", type=POSITIVE, default=None, help="evaluate the first K only")
+    ev.add_argument("--torch-threads", type=POSITIVE, default=1, help=TORCH_THREADS_HELP)
+    ev.add_argument("--sample", type=POSITIVE, default=None,
                     help="evaluate K episodes spread evenly over the split (every house), "
                          "the same K for every agent")
     ev.add_argument("--seed", type=int, default=0)
@@ -98,14 +157,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ro = sub.add_parser("rollout", help="write rollout videos (mp4) and a contact sheet")
     ro.add_argument("--agent", required=True)
     ro.add_argument("--data", default=None)
-    ro.add_argument("--split", default="val_seen")
-    ro.add_argument("--episodes", type=int, default=1, help="number of episodes")
-    ro.add_argument("--episode-ids", default=None, help="comma-separated episode ids")
+    ro.add_argument("--split", type=_name, default="val_seen")
+    ro.add_argument("--episodes", type=POSITIVE, default=1, help="number of episodes")
+    ro.add_argument("--episode-ids", type=_name_list, default=None,
+                    help="comma-separated episode ids")
     ro.add_argument("--out", required=True)
     ro.add_argument("--seed", type=int, default=0)
     ro.add_argument("--backend-config", default=None)
-    ro.add_argument("--fps", type=int, default=8)
-    ro.add_argument("--torch-threads", type=int, default=1, help=TORCH_THREADS_HELP)
+    ro.add_argument("--fps", type=POSITIVE, default=8)
+    ro.add_argument("--torch-threads", type=POSITIVE, default=1, help=TORCH_THREADS_HELP)
     ro.set_defaults(func=_handler("eval.video:cli_rollout"))
 
 
@@ -119,19 +179,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     cu = sub.add_parser("curves", help="learning curves of a training run: teacher-forced "
                                        "train vs val_seen NLL (and SR) of every checkpoint")
     cu.add_argument("run_dir", help="the run directory (holds checkpoints/ckpt_*.pt)")
-    cu.add_argument("--sample", type=int, default=100,
+    cu.add_argument("--sample", type=POSITIVE, default=100,
                     help="expert episodes of train and of val_seen, spread over their houses")
-    cu.add_argument("--sr-episodes", type=int, default=0,
+    cu.add_argument("--sr-episodes", type=NON_NEGATIVE, default=0,
                     help="also the success rate of rollouts on M episodes of each split (slow)")
     cu.add_argument("--out", default=None, help="output directory (default RUN_DIR/curves)")
     cu.add_argument("--data", default=None, help="dataset directory (default: the run's)")
-    cu.add_argument("--num-envs", type=int, default=2, help="recording / rollout workers")
+    cu.add_argument("--num-envs", type=POSITIVE, default=2, help="recording / rollout workers")
     cu.set_defaults(func=_handler("agent.algos.curves:cli_curves"))
 
     rm = sub.add_parser("reward-map", help="draw the learned reward over a house map")
     rm.add_argument("--checkpoint", required=True)
     rm.add_argument("--data", default=None)
-    rm.add_argument("--split", default="val_seen")
+    rm.add_argument("--split", type=_name, default="val_seen")
     rm.add_argument("--episode", required=True)
     rm.add_argument("--out", required=True)
     rm.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_map"))
@@ -140,13 +200,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                             "own vs misaligned instruction on expert paths")
     rr.add_argument("--checkpoint", required=True, help="a GAIL/AIRL checkpoint (.pt or run dir)")
     rr.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
-    rr.add_argument("--split", default="val_unseen")
-    rr.add_argument("--sample", type=int, default=200,
+    rr.add_argument("--split", type=_name, default="val_unseen")
+    rr.add_argument("--sample", type=NON_NEGATIVE, default=200,
                     help="expert episodes spread over the split's houses (0 = all)")
-    rr.add_argument("--max-episodes", type=int, default=None,
+    rr.add_argument("--max-episodes", type=POSITIVE, default=None,
                     help="only the split's first K episodes (after --sample)")
-    rr.add_argument("--num-envs", type=int, default=2, help="recording worker processes")
-    rr.add_argument("--torch-threads", type=int, default=1)
+    rr.add_argument("--num-envs", type=POSITIVE, default=2, help="recording worker processes")
+    rr.add_argument("--torch-threads", type=POSITIVE, default=1)
     rr.add_argument("--out", default=None, help="also write the result as JSON here")
     rr.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_rank"))
 
@@ -154,10 +214,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                       "instruction (own vs shuffled, no rollouts)")
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
-    pr.add_argument("--split", default="val_unseen")
-    pr.add_argument("--sample", type=int, default=200,
+    pr.add_argument("--split", type=_name, default="val_unseen")
+    pr.add_argument("--sample", type=NON_NEGATIVE, default=200,
                     help="expert episodes spread over the split's houses (0 = all)")
-    pr.add_argument("--num-envs", type=int, default=2, help="recording worker processes")
+    pr.add_argument("--num-envs", type=POSITIVE, default=2, help="recording worker processes")
     pr.add_argument("--seed", type=int, default=0, help="seed of the instruction shuffle")
     pr.add_argument("--out", default=None, help="also write the result as JSON here")
     pr.set_defaults(func=_handler("agent.algos.probe:cli_probe"))
@@ -166,17 +226,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                                "wall colour, free space? linear probes "
                                                "trained on train houses, tested on unseen ones")
     pf.add_argument("--data", required=True, help="dataset directory")
-    pf.add_argument("--train-split", default="train")
-    pf.add_argument("--test-split", default="val_unseen")
-    pf.add_argument("--frames", type=int, default=3000,
+    pf.add_argument("--train-split", type=_name, default="train")
+    pf.add_argument("--test-split", type=_name, default="val_unseen")
+    pf.add_argument("--frames", type=POSITIVE, default=3000,
                     help="training frames (poses on expert paths spread over the houses)")
-    pf.add_argument("--test-frames", type=int, default=None, help="test frames (default N/2)")
+    pf.add_argument("--test-frames", type=POSITIVE, default=None, help="test frames (default N/2)")
     pf.add_argument("--candidates", default=None,
                     help="comma-separated candidate features (default: all)")
-    pf.add_argument("--random-headings", type=float, default=0.5,
+    pf.add_argument("--random-headings", type=_fraction, default=0.5,
                     help="share of frames with a random heading instead of the expert's")
     pf.add_argument("--seed", type=int, default=0)
-    pf.add_argument("--torch-threads", type=int, default=1)
+    pf.add_argument("--torch-threads", type=POSITIVE, default=1)
     pf.add_argument("--out", default=None, help="also write the result as JSON here")
     pf.set_defaults(func=_handler("agent.algos.feature_probe:cli_probe_features"))
 
@@ -198,16 +258,65 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="langnav",
         description="Language-conditioned navigation agents (R2R / VLN-CE format).")
     parser.add_argument("-v", "--verbose", action="store_true", help="verbose logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show its Python traceback instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data(sub)
     _add_eval(sub)
     _add_train(sub)
     _add_bench(sub)
     return parser
+
+
+# ---------------------------------------------------------------------------- error lines
+#: what a user's input can cause (bad files, configs, arguments, a failing environment):
+#: one line ``langnav: error: ...``, exit status 2. Anything else is a bug in langnav:
+#: ``langnav: internal error: ...``, exit status 3. ``--debug`` shows the traceback of both.
+USER_ERRORS = (ValueError, LookupError, OSError, RuntimeError, ImportError,
+               FloatingPointError, EOFError)
+
+
+def _exception_line(traceback_text: str) -> str:
+    """The final ``Type: message`` of a formatted traceback, without the module path of the
+    type (``agent.x.FooError: m`` -> ``FooError: m``)."""
+    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    # the exception line is the last one not indented (its message may span lines)
+    start = max((i for i, line in enumerate(lines) if not line.startswith(" ")), default=0)
+    last = " ".join(line.strip() for line in lines[start:])
+    kind, sep, message = last.partition(": ")
+    if sep and " " not in kind:
+        last = f"{kind.rsplit('.', 1)[-1]}: {message}"
+    return last
+
+
+def error_line(exc: BaseException) -> str:
+    """One line describing ``exc`` for the user: an environment worker's failure as the
+    failing env and its exception's own message (which names the episode and the file), an
+    OS error as its reason and file, anything else as its message with newlines folded."""
+    from agent.envs.vector_env import EnvWorkerError
+
+    if isinstance(exc, EnvWorkerError):
+        if exc.env_errors:
+            text = "; ".join(sorted({f"environment {i}: {_exception_line(tb)}"
+                                     for i, tb in sorted(exc.env_errors.items())}))
+        else:
+            head, _, rest = str(exc).partition("\n")
+            text = head.rstrip(":") + (f": {_exception_line(rest)}" if rest.strip() else "")
+    elif isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.strerror}: {exc.filename}"
+        if exc.filename2 is not None:
+            text += f" -> {exc.filename2}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -219,12 +328,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("langnav: interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        if args.verbose:
+    except USER_ERRORS as e:
+        if args.debug:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"langnav: error: {msg}", file=sys.stderr)
+        print(f"langnav: error: {error_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug: still one line; the traceback with --debug
+        if args.debug:
+            raise
+        print(f"langnav: internal error: {type(e).__name__}: {error_line(e)} (a bug in "
+              f"langnav; --debug shows the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -49,21 +49,19 @@ def shuffle_instructions(episodes: Sequence[Dict[str, Any]], seed: int = 0) -> L
 
 # ---------------------------------------------------------------------------- resume log
 class PartialLog:
-    """Append-only JSON lines of finished episodes; a torn last line is ignored."""
+    """Append-only JSON lines of finished episodes. A line a kill cut short (torn write) is
+    repaired on :meth:`load`: the fragment is dropped from the file (that episode runs
+    again), so the next append starts on a line of its own."""
 
     def __init__(self, path: str):
         self.path = path
 
     def load(self) -> Dict[str, Dict[str, Any]]:
         done: Dict[str, Dict[str, Any]] = {}
-        if not os.path.exists(self.path):
-            return done
-        with open(self.path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the line a kill cut short; that episode runs again
+        from agent.io_utils import read_jsonl_repaired
+
+        for rec in read_jsonl_repaired(self.path, what="partial evaluation log"):
+            if isinstance(rec, dict) and "episode_id" in rec:
                 done[str(rec["episode_id"])] = rec
         return done
 
@@ -185,6 +183,41 @@ def evenly_spaced(episodes: Sequence[Dict[str, Any]], count: int) -> List[Dict[s
 
 
 # ---------------------------------------------------------------------------- one split
+def agent_identity(agent) -> Dict[str, Any]:
+    """What acts: the agent's class, and for a learned agent the sha1 of its weights
+    (whichever checkpoint file they came from)."""
+    from agent.run_identity import module_weights_sha1
+
+    identity: Dict[str, Any] = {"kind": type(agent).__name__}
+    policy = getattr(agent, "policy", None)
+    if policy is not None and hasattr(policy, "state_dict"):
+        identity["weights_sha1"] = module_weights_sha1(policy)
+    return identity
+
+
+def check_eval_identity(agent, data_dir: str, split: str, out_dir: str, *,
+                        backend_cfg: Dict[str, Any], instructions: str, seed: int,
+                        sample: Optional[int], max_episodes: Optional[int],
+                        agent_name: str = "") -> None:
+    """Record what produces ``out_dir``'s episodes of ``split`` (``identity_{split}.json``:
+    agent, dataset split, instruction mode, sample, first-K, seed, render settings), or
+    raise RunIdentityError naming every difference when the directory holds episodes of
+    another agent, dataset or mode. A directory from before identities were recorded is
+    adopted."""
+    from agent.run_identity import check_identity, dataset_identity
+
+    render = {k: v for k, v in backend_cfg.items() if k not in ("data_dir", "scenes_dir")}
+    render["privileged"] = bool(getattr(agent, "privileged", False))
+    identity = {"agent": agent_identity(agent), "data": dataset_identity(data_dir, split),
+                "instructions": instructions, "seed": int(seed), "sample": sample,
+                "max_episodes": max_episodes, "backend": render}
+    info = {"agent_name": agent_name, "data_dir": os.path.abspath(data_dir),
+            "checkpoint": (getattr(agent, "run_meta", None) or {}).get("checkpoint")}
+    check_identity(os.path.join(out_dir, f"identity_{split}.json"), identity,
+                   f"run directory {out_dir} (split {split})", info=info,
+                   remedy="evaluate into another --out, or remove its files of this split")
+
+
 def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: str, *,
                    backend_cfg: Dict[str, Any], num_envs: int = 2,
                    max_episodes: Optional[int] = None, sample: Optional[int] = None,
@@ -222,6 +255,9 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     if max_episodes is not None:
         episodes = episodes[:max_episodes]
     os.makedirs(out_dir, exist_ok=True)
+    check_eval_identity(agent, data_dir, split, out_dir, backend_cfg=backend_cfg,
+                        instructions=instructions, seed=seed, sample=sample,
+                        max_episodes=max_episodes, agent_name=agent_name)
     partial = PartialLog(os.path.join(out_dir, f"partial_{split}.jsonl"))
     done = partial.load()
     todo = [ep for ep in episodes if str(ep["episode_id"]) not in done]

@@ -292,12 +292,17 @@ class BaseTrainer:
         """Restore the latest checkpoint of ``out_dir`` if there is one; True if resumed.
 
         Refuses (CheckpointError) a checkpoint of another trainer, model, dataset or
-        resolution: that run directory belongs to another experiment."""
+        resolution, and (RunIdentityError) a directory whose ``run.json`` records another
+        run (:meth:`check_run_identity`): that run directory belongs to another experiment.
+        Repairs ``train_log.jsonl`` to the restored update (:meth:`repair_train_log`)."""
         path = latest_checkpoint(self.out_dir)
         if path is None:
+            self.check_run_identity()
+            self.repair_train_log()
             return False
         checkpoint = load_checkpoint(path)
         self._check_same_run(checkpoint, path)
+        self.check_run_identity()
         self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
         if self.optimizer is not None and checkpoint["optimizer_state"] is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -309,6 +314,7 @@ class BaseTrainer:
         self.load_trainer_state(checkpoint["trainer_state"])
         self.load_extra_state(checkpoint["extra_state"])
         set_rng_state(checkpoint["rng"])
+        self.repair_train_log()
         self.last_checkpoint = self.resumed_from = path
         log.info("%s: resumed from %s (update %d, %d frames)", self.trainer_name, path,
                  self.counters.updates, self.counters.training_frames)
@@ -337,6 +343,47 @@ class BaseTrainer:
             raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
                                   f"is not this dataset's {self.vocab.sha1}")
         return path, checkpoint
+
+    def run_identity(self) -> Dict[str, Any]:
+        """What a run directory's checkpoints and logs depend on: trainer, seed, model
+        section, resolution, the training split's files (a rebuild of the dataset with
+        another seed changes them) and the vocabulary. Schedule keys (epochs, total updates,
+        intervals, workers) may change between sessions."""
+        from agent.run_identity import dataset_identity
+
+        cfg = self.config
+        return {"trainer": self.trainer_name, "seed": cfg.seed,
+                "model": config_to_dict(cfg)["model"],
+                "resolution": [cfg.backend.width, cfg.backend.height],
+                "data": dataset_identity(cfg.data_dir, cfg.bc.split),
+                "vocab_sha1": getattr(self.vocab, "sha1", None)}
+
+    def check_run_identity(self) -> None:
+        """Record :meth:`run_identity` in ``out_dir/run.json``, or raise RunIdentityError
+        naming every difference when the directory was made by another run (a directory
+        from before run.json existed is adopted once its checkpoint passed
+        :meth:`_check_same_run`)."""
+        from agent.run_identity import check_identity
+
+        check_identity(os.path.join(self.out_dir, "run.json"), self.run_identity(),
+                       f"training run directory {self.out_dir}",
+                       info={"data_dir": os.path.abspath(self.config.data_dir)},
+                       remedy="use another out_dir, or remove it")
+
+    def repair_train_log(self) -> None:
+        """``train_log.jsonl`` as it was at the state just restored: a line a kill tore is
+        dropped, and so are rows past ``counters.updates`` (logged after the checkpoint the
+        run resumes from; they are logged again), so a resumed run has no duplicate rows."""
+        from agent.io_utils import read_jsonl_repaired, write_text_atomic
+
+        path = os.path.join(self.out_dir, "train_log.jsonl")
+        rows = read_jsonl_repaired(path, what="training log")
+        kept = [r for r in rows if isinstance(r, dict)
+                and int(r.get("update", 0)) <= self.counters.updates]
+        if len(kept) != len(rows):
+            log.info("%s: dropped %d row(s) of %s logged after the checkpoint resumed from",
+                     self.trainer_name, len(rows) - len(kept), path)
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def _check_same_run(self, checkpoint: Mapping[str, Any], path: str) -> None:
         mine = config_to_dict(self.config)

@@ -182,9 +182,19 @@ def check_train_config(cfg: TrainConfig) -> None:
                 "dagger.epochs": cfg.dagger.epochs, "eval.num_envs": cfg.eval.num_envs,
                 "features.encode_batch_size": cfg.features.encode_batch_size,
                 "backend.max_episode_steps": cfg.backend.max_episode_steps}
+    # counts that may be null (= all / the default) but never zero or negative
+    positive.update({key: value for key, value in (
+        ("total_updates", cfg.total_updates), ("num_workers", cfg.num_workers),
+        ("bc.max_episodes", cfg.bc.max_episodes), ("eval.max_episodes", cfg.eval.max_episodes),
+        ("eval.sample", cfg.eval.sample), ("eval.num_workers", cfg.eval.num_workers),
+        ("eval.selection_max_episodes", cfg.eval.selection_max_episodes)) if value is not None})
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+    for key, value in (("keep_checkpoints", cfg.keep_checkpoints),
+                       ("torch_threads", cfg.torch_threads)):
+        if value < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
     for key, value in (("backend.width", cfg.backend.width), ("backend.height", cfg.backend.height)):
         if value < 32 or value % 32:
             raise ConfigError(f"config key '{key}' must be a positive multiple of 32 (the RGB "

@@ -54,10 +54,13 @@ __all__ = ["ObservationFeaturizer", "RolloutRequest", "CollectStats", "collect_e
 
 # --------------------------------------------------------------------------- identities
 def rgb_encoder_name(rgb_encoder: RGBEncoder, weights_path: Optional[str]) -> str:
-    """Cache name of the frozen RGB backbone; other weights files get their own name."""
+    """Cache name of the frozen RGB backbone; other weights get their own name, from the
+    weights file's content (a file replaced under the same path is another cache)."""
     if weights_path is None:
         return rgb_encoder.cache_name
-    digest = hashlib.sha1(os.path.abspath(weights_path).encode()).hexdigest()[:8]
+    from agent.run_identity import file_sha1
+
+    digest = file_sha1(weights_path)[:8]
     return f"{rgb_encoder.cache_name}_{digest}"
 
 

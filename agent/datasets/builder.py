@@ -14,6 +14,7 @@ byte-identical for a seed whatever the number of workers.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -51,6 +52,73 @@ class BuildConfig:
     max_goal_share: float = field(default=0.10, metadata={"help": "fail if mean share of free floor within 3 m of the goal exceeds this"})
     max_oracle_room_sr: float = field(default=0.5, metadata={"help": "fail if the oracle-room agent's success rate exceeds this"})
     success_distance: float = field(default=3.0, metadata={"help": "success radius used by the fairness checks (m)"})
+
+
+#: settings that count things: a build needs at least one of each
+POSITIVE_COUNTS = ("train_houses", "unseen_houses", "train_paths_per_house",
+                   "val_seen_paths_per_house", "val_unseen_paths_per_house",
+                   "instructions_per_path")
+#: written first by a build and removed by its end: a directory holding it is unfinished
+BUILD_STARTED = "build.started.json"
+
+
+def check_build_config(cfg: BuildConfig) -> None:
+    """ConfigError naming the key when a preset cannot give a dataset: a count below 1 (a
+    split without episodes would pass the fairness checks on NaN), path lengths not
+    0 < min < max, thresholds or the success radius not positive."""
+    from agent.config import ConfigError
+
+    for key in POSITIVE_COUNTS:
+        value = getattr(cfg, key)
+        if value < 1:
+            raise ConfigError(f"dataset preset {cfg.name!r}: {key} must be >= 1, got {value}")
+    if not 0 < cfg.min_path_m < cfg.max_path_m:
+        raise ConfigError(f"dataset preset {cfg.name!r}: need 0 < min_path_m < max_path_m, got "
+                          f"{cfg.min_path_m} and {cfg.max_path_m}")
+    for key in ("max_goal_share", "max_oracle_room_sr", "success_distance"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"dataset preset {cfg.name!r}: {key} must be > 0, got "
+                              f"{getattr(cfg, key)}")
+
+
+def build_identity(cfg: BuildConfig, seed: int) -> Dict[str, Any]:
+    """What determines a build's files: the preset's settings and the seed."""
+    return {"preset": asdict(cfg), "seed": int(seed)}
+
+
+def claim_output_dir(out_dir: str, identity: Dict[str, Any]) -> None:
+    """Make ``out_dir`` this build's, or refuse (RunIdentityError naming what differs) when
+    it holds another build (``build.json``), an unfinished build of other settings
+    (``build.started.json``), or files no build recorded. Rebuilding the same preset and
+    seed is allowed (the files come out byte-identical). Afterwards ``build.started.json``
+    records this build and ``build.json`` is gone until the build finishes, so a build
+    killed midway is seen as unfinished by ``langnav data validate``."""
+    from agent.run_identity import RunIdentityError, identity_differences
+
+    remedy = "build into another --out, or remove it first"
+    done, started = os.path.join(out_dir, "build.json"), os.path.join(out_dir, BUILD_STARTED)
+    for path, what in ((done, "a dataset"), (started, "an unfinished build (killed?)")):
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path) as f:
+                record = json.load(f)
+            stored = {"preset": record["config"], "seed": record["seed"]}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise RunIdentityError(f"{out_dir} holds an unreadable {path} ({e}); {remedy}") from None
+        differences = identity_differences(stored, json.loads(json.dumps(identity)))
+        if differences:
+            raise RunIdentityError(f"{out_dir} holds {what} of another preset or seed: "
+                                   + "; ".join(differences) + f"; {remedy}")
+    if (not os.path.exists(done) and not os.path.exists(started) and os.path.isdir(out_dir)
+            and os.listdir(out_dir)):
+        raise RunIdentityError(f"{out_dir} is not empty and holds no langnav build record "
+                               f"(build.json); {remedy}")
+    os.makedirs(out_dir, exist_ok=True)
+    write_json_atomic(started, {"config": identity["preset"], "seed": identity["seed"]},
+                      sort_keys=True)
+    if os.path.exists(done):
+        os.remove(done)
 
 
 # ---------------------------------------------------------------------------- one house
@@ -270,6 +338,8 @@ def _fairness_report(houses_by_split: Dict[str, Sequence[Dict[str, Any]]],
                               "splits": {}, "passed": True, "failures": []}
     for split, houses in houses_by_split.items():
         rows = [p["fairness"] for h in houses for p in h["splits"].get(split, [])]
+        if not rows:  # the mean of nothing is NaN, which every threshold would pass
+            raise ValueError(f"the {split} split has no paths: nothing to build or check")
         share = float(np.mean([r["goal_share"] for r in rows]))
         oracle = float(np.mean([r["oracle_room_sr"] for r in rows]))
         report["splits"][split] = {"paths": len(rows), "mean_goal_share": round(share, 4),
@@ -309,7 +379,11 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     from agent.datasets.episodes import split_paths, write_gt, write_split
     from agent.datasets.vocab import Vocab
 
+    from agent.run_identity import file_sha1
+
+    check_build_config(cfg)
     t0 = time.time()
+    claim_output_dir(out_dir, build_identity(cfg, seed))
     scenes_dir = os.path.join(out_dir, "scenes")
     os.makedirs(scenes_dir, exist_ok=True)
     seen_paths = {"train": cfg.train_paths_per_house, "val_seen": cfg.val_seen_paths_per_house}
@@ -335,15 +409,20 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
         raise ValueError(f"val_unseen houses use words outside the catalogue: {outside_catalogue}")
     absent_from_train = sorted(unseen_words - set().union(set(), *[h["words"] for h in seen]))
     counts: Dict[str, int] = {}
+    files: Dict[str, str] = {}  # split files -> sha1, so validate can tell a mixed dir
     traj_id = 0
     for split in SPLITS:
         episodes, gt, traj_id = _episodes_for_split(houses_by_split[split], split, vocab, traj_id)
+        if not episodes:
+            raise ValueError(f"the {split} split has no episodes")
         _check_valid(split, episodes, gt, vocab)
         ep_path, gt_path = split_paths(out_dir, split)
         os.makedirs(os.path.dirname(ep_path), exist_ok=True)
         write_split(ep_path, episodes, vocab)
         write_gt(gt_path, gt)
         counts[split] = len(episodes)
+        for path in (ep_path, gt_path):
+            files[os.path.relpath(path, out_dir)] = file_sha1(path)
 
     report = _fairness_report(houses_by_split, cfg)
     report["episodes"] = counts
@@ -354,7 +433,8 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
                 {"config": asdict(cfg), "seed": seed, "episodes": counts,
                  "vocab_size": len(vocab), "vocab_sha1": vocab.sha1,
                  "unseen_words_absent_from_train_houses": absent_from_train,
-                 "build_seconds": round(time.time() - t0, 1)}, sort_keys=True)
+                 "files": files, "build_seconds": round(time.time() - t0, 1)}, sort_keys=True)
+    os.remove(os.path.join(out_dir, BUILD_STARTED))  # the build is complete
     return report
 
 

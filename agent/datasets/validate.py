@@ -39,10 +39,16 @@ gt         E file unreadable; an episode without an entry; ``locations`` not a n
              ``forward_steps`` not the number of MOVE_FORWARD (1) actions
            W entries for ids absent from the split; last location more than
              ``GT_END_WARN_M`` from the goal (the expert would fail its own episode)
+build      E (a data dir) ``build.started.json`` present: an unfinished build; a file
+             ``build.json`` lists missing or with another sha1 (written by another build)
+scenes     E (a data dir with ``scenes/``) a scene an episode names does not load (no .glb,
+             not glTF, floor plan missing or malformed); start or first goal not on
+             navigable floor
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -456,9 +462,10 @@ def _split_name(path: str) -> str:
     return name[: -len(".json.gz")] if name.endswith(".json.gz") else name
 
 
-def _validate_file(path: str, gt_path: Optional[str],
-                   vocab_required: bool) -> Tuple[List[Problem], int, Optional[str]]:
-    """``(problems, number of episodes, gt file checked or None)``."""
+def _validate_file(path: str, gt_path: Optional[str], vocab_required: bool,
+                   scenes_dir: Optional[str] = None) -> Tuple[List[Problem], int, Optional[str]]:
+    """``(problems, number of episodes, gt file checked or None)``; with ``scenes_dir``
+    also :func:`validate_scenes`."""
     out = _Findings()
     try:
         data = read_json_gz(path)
@@ -475,6 +482,8 @@ def _validate_file(path: str, gt_path: Optional[str],
             problems += validate_gt_data(episodes, read_json_gz(gt_path))
         except (FileNotFoundError, DatasetFormatError) as exc:
             problems.append(Problem("error", None, "gt", str(exc)))
+    if scenes_dir is not None:
+        problems += validate_scenes(episodes, scenes_dir)
     return problems, n_episodes, gt_path
 
 
@@ -484,6 +493,91 @@ def validate_split(path: str, gt_path: Optional[str] = None,
     ``{split}_gt.json.gz`` beside it when that exists). Never raises on file contents."""
     return _validate_file(os.fspath(path), None if gt_path is None else os.fspath(gt_path),
                           vocab_required)[0]
+
+
+# ---------------------------------------------------------------------------- data dir
+def validate_build_record(data_dir: str) -> List[Problem]:
+    """A houses build's own record: ``build.started.json`` means a build was interrupted
+    (its splits may be half old, half new); every file ``build.json`` lists must still have
+    the sha1 the build wrote, so splits of two builds (seeds) are never taken for one."""
+    from agent.run_identity import file_sha1
+
+    out = _Findings()
+    started = os.path.join(data_dir, "build.started.json")
+    if os.path.exists(started):
+        out.error(None, "build", f"{started} exists: a build into this directory did not "
+                                 f"finish (killed?); its files may mix two builds — rebuild")
+    record_path = os.path.join(data_dir, "build.json")
+    if not os.path.exists(record_path):
+        return out.problems
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+        files = record.get("files") or {}
+        seed = record.get("seed")
+        preset = (record.get("config") or {}).get("name")
+    except (OSError, ValueError, AttributeError) as e:
+        out.error(None, "build", f"{record_path} is unreadable ({e})")
+        return out.problems
+    for rel, sha1 in sorted(files.items()):
+        path = os.path.join(data_dir, rel)
+        if not os.path.isfile(path):
+            out.error(None, "build", f"{rel}: listed in build.json but missing")
+        elif file_sha1(path) != sha1:
+            out.error(None, "build", f"{rel} is not the file build.json records (preset "
+                                     f"{preset}, seed {seed}): written by another build — "
+                                     f"rebuild the dataset")
+    return out.problems
+
+
+def validate_scenes(episodes: Any, scenes_dir: str) -> List[Problem]:
+    """Every scene the episodes name loads (its ``.glb`` exists with a glTF header, its floor
+    plan parses and gives a navigation grid), and each episode's start and first goal lie on
+    navigable floor. For the houses world (``DIR/scenes``); never raises."""
+    from agent.envs.houses.floorplan import FloorPlan
+    from agent.envs.houses.generator import floorplan_path_for
+    from agent.envs.houses.navigation import NavGrid
+
+    out = _Findings()
+    if not isinstance(episodes, list):
+        return out.problems
+    grids: Dict[str, Any] = {}  # scene id -> NavGrid, or None when it does not load
+    for index, ep in enumerate(episodes):
+        if not isinstance(ep, dict) or not isinstance(ep.get("scene_id"), str):
+            continue  # reported by the episode checks
+        label, scene_id = _label(ep, index), ep["scene_id"]
+        if scene_id not in grids:
+            grids[scene_id] = None
+            try:
+                plan_path = floorplan_path_for(scenes_dir, scene_id)
+                glb = os.path.join(scenes_dir, scene_id)
+                if not os.path.isfile(glb):
+                    raise FileNotFoundError(f"scene file {glb} not found")
+                with open(glb, "rb") as f:
+                    if f.read(4) != b"glTF":
+                        raise ValueError(f"{glb} is not a binary glTF file")
+                grids[scene_id] = NavGrid.from_floorplan(FloorPlan.load(plan_path))
+            except Exception as exc:  # report, never crash
+                out.error(label, "scene_id", f"scene {scene_id!r} does not load: {exc} "
+                                             f"(first episode naming it)")
+        nav = grids[scene_id]
+        if nav is None:
+            continue
+        points = [("start_position", ep.get("start_position"))]
+        goals = ep.get("goals")
+        if isinstance(goals, list) and goals and isinstance(goals[0], dict):
+            points.append(("goals[0].position", goals[0].get("position")))
+        for key, point in points:
+            if _point_error(point) is not None:
+                continue  # reported by the episode checks
+            try:
+                navigable = nav.is_navigable(float(point[0]), float(point[2]))
+            except Exception:  # noqa: BLE001 - outside the grid
+                navigable = False
+            if not navigable:
+                out.error(label, key, f"{[round(float(v), 3) for v in point]} is not on "
+                                      f"navigable floor of scene {scene_id!r}")
+    return out.problems
 
 
 # ---------------------------------------------------------------------------- command line
@@ -504,8 +598,10 @@ def find_split_files(data_path: str) -> List[str]:
 
 
 def cli_validate(args: argparse.Namespace) -> int:
-    """``langnav data validate PATH [--gt GT]``: print every problem and a summary line;
-    exit code 1 when any error was found, else 0."""
+    """``langnav data validate PATH [--gt GT] [--no-scenes]``: print every problem and a
+    summary line; exit code 1 when any error was found, else 0. On a data dir, also its
+    build record (:func:`validate_build_record`) and, when it has ``scenes/`` (the houses
+    world) and ``--no-scenes`` is not given, its scenes (:func:`validate_scenes`)."""
     files = find_split_files(args.path)
     gt = getattr(args, "gt", None)
     vocab_required = getattr(args, "vocab_required", True)
@@ -516,8 +612,22 @@ def cli_validate(args: argparse.Namespace) -> int:
         print(f"ERROR gt: --gt names one file but {args.path} holds {len(files)} splits")
         return 1
     n_errors = n_warnings = n_episodes = 0
+    is_data_dir = os.path.isdir(args.path) and not (len(files) == 1 and os.path.dirname(
+        os.path.abspath(files[0])) == os.path.abspath(args.path))
+    scenes_dir = os.path.join(args.path, "scenes") if is_data_dir else None
+    if scenes_dir is not None and (getattr(args, "no_scenes", False)
+                                   or not os.path.isdir(scenes_dir)):
+        scenes_dir = None
+    if is_data_dir:
+        record = validate_build_record(args.path)
+        if record:
+            print(f"{os.path.join(args.path, 'build.json')} (build record)")
+            for problem in record:
+                print(problem)
+        n_errors += sum(p.severity == "error" for p in record)
+        n_warnings += sum(p.severity != "error" for p in record)
     for path in files:
-        problems, count, gt_used = _validate_file(path, gt, vocab_required)
+        problems, count, gt_used = _validate_file(path, gt, vocab_required, scenes_dir)
         errors = sum(p.severity == "error" for p in problems)
         print(f"{path}" + (f" (ground truth {gt_used})" if gt_used else " (no ground truth)"))
         for problem in problems:
@@ -538,6 +648,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a {split}.json.gz file or a data directory")
     parser.add_argument("--gt", default=None, help="ground-truth file (default: found beside)")
+    parser.add_argument("--no-scenes", action="store_true",
+                        help="skip loading the scenes of a houses data dir")
     return cli_validate(parser.parse_args(argv))
 
 

@@ -133,6 +133,8 @@ class HousesEnv(NavEnv):
                 plan = FloorPlan.load(path)
             except FileNotFoundError:
                 raise missing from None
+            except ValueError as e:  # a malformed floor plan: name the episode too
+                raise ValueError(f"{_where(episode)}: {e}") from None
             nav = NavGrid.from_floorplan(plan)
             follower = ShortestPathFollower(nav, EXPERT_GOAL_RADIUS_M, self.forward_step,
                                             self.turn_angle_deg)
