@@ -191,9 +191,9 @@ def bench_encoder(sizes: Sequence[int] = (128, 64), batch: int = 32, seconds: fl
 def cli_bench(args: argparse.Namespace) -> int:
     """``langnav bench {render,env,encoder,train,adversarial}``: prints figures."""
     overrides = list(args.overrides)
-    if overrides and args.what != "adversarial":
+    if overrides and args.what not in ("adversarial", "train"):
         raise ValueError(f"langnav bench {args.what} takes no key=value overrides "
-                         f"(got {overrides}); only 'adversarial' does")
+                         f"(got {overrides}); only 'adversarial' and 'train' do")
     if args.what == "adversarial":
         from agent.algos.adversarial import bench_adversarial
 
@@ -207,7 +207,10 @@ def cli_bench(args: argparse.Namespace) -> int:
     elif args.what == "encoder":
         bench_encoder(seconds=args.seconds)
     else:
-        from agent.algos.train import bench_train
+        from agent.algos.cost_model import PHASES, bench_train
 
-        bench_train(args.data or os.path.join("data", "tiny"), seconds=args.seconds)
+        overrides.insert(0, f"data_dir={args.data or os.path.join('data', 'tiny')}")
+        phases = args.phases.split(",") if args.phases else list(PHASES)
+        bench_train(args.config, overrides, seconds=args.seconds, episodes=args.episodes,
+                    phases=phases, profile=args.profile)
     return 0

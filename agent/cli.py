@@ -247,11 +247,21 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                        help="what to measure (adversarial: environment frames/s of PPO on the "
                             "fixed distance reward, GAIL and AIRL under one training config)")
     bench.add_argument("overrides", nargs="*", default=[],
-                       help="adversarial only: key=value config overrides (e.g. data_dir=...)")
-    bench.add_argument("--seconds", type=float, default=3.0)
+                       help="adversarial and train: key=value config overrides "
+                            "(e.g. torch_threads=1)")
+    bench.add_argument("--seconds", type=float, default=3.0,
+                       help="seconds per measurement (train: per phase and run)")
     bench.add_argument("--data", default=None, help="dataset directory (train/env benchmarks)")
     bench.add_argument("--config", default="habitat_configs/experiments/airl.yaml",
-                       help="adversarial only: the training config all three variants share")
+                       help="adversarial and train: the training config every phase shares "
+                            "(default: %(default)s)")
+    bench.add_argument("--phases", default=None,
+                       help="train only: comma-separated phases of record, bc_update, "
+                            "dagger_collect, ppo, gail, airl (default: all)")
+    bench.add_argument("--episodes", type=int, default=8,
+                       help="train only: episodes recorded / collected per run (default: %(default)s)")
+    bench.add_argument("--profile", action="store_true",
+                       help="train only: also print cProfile's top functions of each phase")
     bench.add_argument("--iterations", type=int, default=8,
                        help="adversarial only: timed PPO iterations per variant")
     bench.set_defaults(func=_handler("agent.bench:cli_bench"))

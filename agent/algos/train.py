@@ -14,8 +14,7 @@ import importlib
 import logging
 import os
 import shutil
-import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 from agent.algos.config import TrainConfig, backend_config_of, load_train_config, resolved_out_dir
 from agent.io_utils import atomic_output, write_json_atomic
@@ -30,7 +29,7 @@ TRAINERS: Dict[str, str] = {
 }
 
 __all__ = ["TRAINERS", "trainer_class", "build_trainer", "run_training", "select_checkpoint",
-           "evaluate_checkpoint", "evaluation_backend", "cli_train", "bench_train"]
+           "evaluate_checkpoint", "evaluation_backend", "cli_train"]
 
 
 def trainer_class(name: str) -> type:
@@ -166,88 +165,3 @@ def cli_train(args) -> int:
               f"SPL {agg.get('spl', float('nan')):.3f}  nDTW {agg.get('ndtw', float('nan')):.3f}")
     print(f"wrote {resolved_out_dir(cfg)}")
     return 0
-
-
-# --------------------------------------------------------------------------- benchmark
-def bench_train(data_dir: str, seconds: float = 3.0, *, out_dir: Optional[str] = None,
-                num_envs: int = 2, resolution: int = 64, batch_size: int = 4,
-                policy_type: str = "cma", torch_threads: int = 1,
-                overrides: Sequence[str] = ()) -> Dict[str, float]:
-    """Throughput of the imitation trainers on this machine (prints and returns figures).
-
-    * ``bc_record_frames_per_s`` — expert recording: env frames/s with RGB encoding
-      (cold feature cache) in ``num_envs`` workers;
-    * ``bc_update_samples_per_s`` — BC updates: time steps trained on per second;
-    * ``dagger_collect_frames_per_s`` — DAgger collection at β = 0.5 (policy forward every
-      step, warm feature cache on the expert's poses);
-    * ``dagger_update_samples_per_s``.
-
-    Each phase runs about ``seconds`` (at least one round). ``overrides`` are further
-    TrainConfig overrides (e.g. ``model.instruction_encoder.type=transformer``)."""
-    import tempfile
-
-    from agent.algos.bc import BCTrainer
-    from agent.algos.features import RolloutRequest, collect_episodes
-    from agent.datasets.trajectory_store import TrajectoryStore
-
-    work = out_dir or tempfile.mkdtemp(prefix="langnav_bench_train_")
-    overrides = [f"data_dir={data_dir}", f"out_dir={work}/run", f"num_envs={num_envs}",
-                 f"backend.width={resolution}", f"backend.height={resolution}",
-                 f"features.cache_dir={work}/features", f"bc.batch_size={batch_size}",
-                 f"model.policy.type={policy_type}", f"torch_threads={torch_threads}",
-                 "progress=false", "checkpoint_interval=1000000", *overrides]
-    trainer = BCTrainer.from_config(load_train_config(None, overrides))
-    figures: Dict[str, float] = {}
-    rounds, frames, start = 0, 0, time.perf_counter()
-    with TrajectoryStore(trainer.expert_store_path()) as store, trainer.make_envs() as envs:
-        from agent.algos.features import record_expert_episodes
-
-        while time.perf_counter() - start < seconds or rounds == 0:
-            chunk = trainer.episodes[rounds * num_envs:(rounds + 1) * num_envs]
-            if not chunk:
-                break
-            frames += record_expert_episodes(envs, chunk, trainer.gt, trainer.featurizer,
-                                             store, seed=0).frames
-            rounds += 1
-        figures["bc_record_frames_per_s"] = frames / (time.perf_counter() - start)
-        keys = store.keys()
-        figures["bc_update_samples_per_s"] = _bench_updates(trainer, store.path, keys, seconds)
-        episodes = trainer.episodes[:len(keys)]
-        requests = [RolloutRequest(ep, f"bench/{n}", (0, n)) for n, ep in enumerate(episodes)]
-        dagger_store = TrajectoryStore(os.path.join(work, "dagger"))
-        trainer.policy.eval()
-        stats = collect_episodes(envs, requests[:max(num_envs, len(requests) // 2)],
-                                 trainer.featurizer, dagger_store, source="bench", beta=0.5,
-                                 policy=trainer.policy)
-        figures["dagger_collect_frames_per_s"] = stats.frames_per_second
-        figures["dagger_update_samples_per_s"] = _bench_updates(
-            trainer, dagger_store.path, dagger_store.keys(), seconds)
-        dagger_store.close()
-    trainer.close()
-    for name, value in figures.items():
-        print(f"{name:<30} {value:10.1f}")
-    cfg = trainer.config
-    print(f"({resolution}x{resolution}, {num_envs} env workers, batch {batch_size} episodes, "
-          f"{policy_type} policy (hidden {cfg.model.policy.hidden_size}), "
-          f"{cfg.model.instruction_encoder.type} instructions, "
-          f"torch threads {__import__('torch').get_num_threads()})")
-    return figures
-
-
-def _bench_updates(trainer, store_path: str, keys: Sequence[str], seconds: float) -> float:
-    """Samples/s of BC updates over ``keys`` for about ``seconds``."""
-    from agent.datasets.torch_dataset import TrajectoryDataset, collate_episodes
-
-    dataset = TrajectoryDataset(store_path, keys=list(keys),
-                                fields=[trainer.featurizer.rgb_field, "depth"],
-                                inflection_coef=trainer.config.bc.inflection_coef)
-    batch_size = trainer.config.bc.batch_size
-    samples, updates, start = 0, 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or updates == 0:
-        rows = [(updates * batch_size + i) % len(dataset) for i in range(batch_size)]
-        batch = collate_episodes([dataset[r] for r in rows])
-        trainer.update(batch)
-        samples += int(batch["lengths"].sum())
-        updates += 1
-    dataset.close()
-    return samples / (time.perf_counter() - start)
