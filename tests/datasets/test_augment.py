@@ -126,3 +126,12 @@ def test_bc_on_the_aug_split_copies_the_train_records(augmented, tmp_path):
             np.testing.assert_array_equal(ra["actions"], rb["actions"])
             np.testing.assert_array_equal(ra["depth"], rb["depth"])
             np.testing.assert_array_equal(ra["rgb_features"], rb["rgb_features"])
+
+
+def test_data_validate_passes_on_the_augmented_dir(augmented, capsys):
+    from agent.cli import main
+
+    data, _ = augmented
+    assert main(["data", "validate", data]) == 0
+    out = capsys.readouterr().out
+    assert "train_aug.json.gz" in out and " 0 errors" in out.splitlines()[-1]
