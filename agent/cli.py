@@ -61,11 +61,54 @@ def _name(text: str) -> str:
     return text
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it (or the
+    option is required, a flag, or has no default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.required or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+                or "default" in text or not action.option_strings
+                and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``langnav eval: error: argument --sample: ...``."""
+    """argparse with one-line errors: ``langnav eval: error: argument --sample: ...``;
+    an unknown option is reported as such (with the closest known one) before any
+    missing required argument; options' defaults are shown in ``--help``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            self._check_unknown_options(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _check_unknown_options(self, args: List[str]) -> None:
+        """An argument that looks like an option this (leaf) parser does not know, or
+        abbreviates none of its options, is an error naming it."""
+        import difflib
+
+        known = [o for action in self._actions for o in action.option_strings]
+        for arg in args:
+            if arg == "--":
+                break
+            if not arg.startswith("-") or arg == "-" or self._negative_number_matcher.match(arg):
+                continue
+            name = arg.split("=", 1)[0]
+            if name in known or (self.allow_abbrev and name.startswith("--")
+                                 and any(o.startswith(name) for o in known if o.startswith("--"))):
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.error(f"unknown option {name}{hint}")
 
 
 def _handler(target: str) -> Callable[[argparse.Namespace], int]:
@@ -107,7 +150,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     aug.set_defaults(func=_handler("agent.datasets.augment:cli_augment"))
 
     validate = dsub.add_parser("validate", help="check a VLN-CE R2R episode file or data dir")
-    validate.add_argument("path", help="a {split}.json.gz file or a data directory")
+    validate.add_argument("path", help="a {split}.json.gz (or .json) file or a data directory")
     validate.add_argument("--gt", default=None, help="ground-truth file (default: found beside)")
     validate.add_argument("--no-scenes", action="store_true",
                           help="skip loading a houses data dir's scenes (start and goal "
@@ -116,7 +159,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
     show = dsub.add_parser("show", help="draw an episode: start RGB, depth, map, instruction")
     show.add_argument("data_dir", help="dataset directory")
-    show.add_argument("--split", type=_name, default="val_seen")
+    show.add_argument("--split", type=_name, default="val_seen", help="split name")
     show.add_argument("--episode", default=None, help="episode id (default: the first)")
     show.add_argument("--out", required=True, help="output PNG file")
     show.set_defaults(func=_handler("agent.datasets.show:cli_show"))
@@ -135,36 +178,44 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--workers", type=POSITIVE, default=None,
                     help="environment worker processes holding them (default: one per env "
                          "up to 2 envs, else one per CPU core)")
-    ev.add_argument("--max-episodes", type=POSITIVE, default=None, help="evaluate the first K only")
+    ev.add_argument("--max-episodes", type=POSITIVE, default=None,
+                    help="evaluate the first K only (default: all)")
     ev.add_argument("--torch-threads", type=POSITIVE, default=1, help=TORCH_THREADS_HELP)
     ev.add_argument("--sample", type=POSITIVE, default=None,
                     help="evaluate K episodes spread evenly over the split (every house), "
-                         "the same K for every agent")
-    ev.add_argument("--seed", type=int, default=0)
+                         "the same K for every agent (default: all)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the agents' randomness and of "
+                    "the instruction shuffle")
     ev.add_argument("--instructions", choices=("normal", "shuffled"), default="normal",
                     help="shuffled: swap instructions among episodes of the same house")
     ev.add_argument("--backend-config", default=None,
                     help="backend YAML (default: houses; e.g. habitat_configs/habitat/vln_r2r.yaml)")
-    ev.add_argument("--name", default=None, help="method name shown in reports")
+    ev.add_argument("--name", default=None, help="method name shown in reports (default: the "
+                    "checkpoint's run name, or the agent's)")
     ev.set_defaults(func=_handler("eval.evaluator:cli_eval"))
 
     rep = sub.add_parser("report", help="leaderboard report from run directories")
     rep.add_argument("runs", nargs="+", help="run directories holding stats_{split}.json")
     rep.add_argument("--out", required=True, help="output directory")
-    rep.add_argument("--baseline", default=None, help="row name for paired deltas")
+    rep.add_argument("--baseline", default=None, help="row name for paired deltas "
+                     "(default: none, no ΔSR columns)")
     rep.set_defaults(func=_handler("eval.report:cli_report"))
 
     ro = sub.add_parser("rollout", help="write rollout videos (mp4) and a contact sheet")
-    ro.add_argument("--agent", required=True)
-    ro.add_argument("--data", default=None)
-    ro.add_argument("--split", type=_name, default="val_seen")
-    ro.add_argument("--episodes", type=POSITIVE, default=1, help="number of episodes")
+    ro.add_argument("--agent", required=True,
+                    help="random, handcrafted, expert, oracle-room, or a checkpoint PATH.pt")
+    ro.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
+    ro.add_argument("--split", type=_name, default="val_seen", help="split name")
+    ro.add_argument("--episodes", type=POSITIVE, default=1,
+                    help="number of episodes (the split's first K)")
     ro.add_argument("--episode-ids", type=_name_list, default=None,
-                    help="comma-separated episode ids")
-    ro.add_argument("--out", required=True)
-    ro.add_argument("--seed", type=int, default=0)
-    ro.add_argument("--backend-config", default=None)
-    ro.add_argument("--fps", type=POSITIVE, default=8)
+                    help="comma-separated episode ids (default: the first --episodes)")
+    ro.add_argument("--out", required=True, help="output directory for the videos and the "
+                    "contact sheet")
+    ro.add_argument("--seed", type=int, default=0, help="seed of the agent's randomness")
+    ro.add_argument("--backend-config", default=None,
+                    help="backend YAML (default: houses; e.g. habitat_configs/habitat/vln_r2r.yaml)")
+    ro.add_argument("--fps", type=POSITIVE, default=8, help="video frames per second")
     ro.add_argument("--torch-threads", type=POSITIVE, default=1, help=TORCH_THREADS_HELP)
     ro.set_defaults(func=_handler("eval.video:cli_rollout"))
 
@@ -183,51 +234,57 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     help="expert episodes of train and of val_seen, spread over their houses")
     cu.add_argument("--sr-episodes", type=NON_NEGATIVE, default=0,
                     help="also the success rate of rollouts on M episodes of each split (slow)")
-    cu.add_argument("--out", default=None, help="output directory (default RUN_DIR/curves)")
+    cu.add_argument("--out", default=None, help="output directory (default: RUN_DIR/curves)")
     cu.add_argument("--data", default=None, help="dataset directory (default: the run's)")
     cu.add_argument("--num-envs", type=POSITIVE, default=2, help="recording / rollout workers")
     cu.set_defaults(func=_handler("agent.algos.curves:cli_curves"))
 
     rm = sub.add_parser("reward-map", help="draw the learned reward over a house map")
-    rm.add_argument("--checkpoint", required=True)
-    rm.add_argument("--data", default=None)
-    rm.add_argument("--split", type=_name, default="val_seen")
-    rm.add_argument("--episode", required=True)
-    rm.add_argument("--out", required=True)
+    rm.add_argument("--checkpoint", required=True, help="a GAIL/AIRL checkpoint PATH.pt")
+    rm.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
+    rm.add_argument("--split", type=_name, default="val_seen", help="split name")
+    rm.add_argument("--episode", required=True, help="episode id")
+    rm.add_argument("--out", required=True, help="output PNG file")
+    rm.add_argument("--spacing", type=float, default=0.5,
+                    help="metres between the cells whose reward of stopping is drawn")
     rm.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_map"))
 
     rr = sub.add_parser("reward-rank", help="does the learned reward carry the instruction? "
                                             "own vs misaligned instruction on expert paths")
     rr.add_argument("--checkpoint", required=True, help="a GAIL/AIRL checkpoint (.pt or run dir)")
     rr.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
-    rr.add_argument("--split", type=_name, default="val_unseen")
+    rr.add_argument("--split", type=_name, default="val_unseen", help="split name")
     rr.add_argument("--sample", type=NON_NEGATIVE, default=200,
                     help="expert episodes spread over the split's houses (0 = all)")
     rr.add_argument("--max-episodes", type=POSITIVE, default=None,
-                    help="only the split's first K episodes (after --sample)")
+                    help="only the split's first K episodes (after --sample; default: all)")
     rr.add_argument("--num-envs", type=POSITIVE, default=2, help="recording worker processes")
-    rr.add_argument("--torch-threads", type=POSITIVE, default=1)
-    rr.add_argument("--out", default=None, help="also write the result as JSON here")
+    rr.add_argument("--torch-threads", type=POSITIVE, default=1, help=TORCH_THREADS_HELP)
+    rr.add_argument("--out", default=None, help="also write the result as JSON here "
+                    "(default: print only)")
     rr.set_defaults(func=_handler("agent.algos.reward_map:cli_reward_rank"))
 
     pr = sub.add_parser("probe", help="teacher-forced check that a checkpoint reads the "
                                       "instruction (own vs shuffled, no rollouts)")
-    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--checkpoint", required=True, help="a checkpoint PATH.pt (or run dir)")
     pr.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
-    pr.add_argument("--split", type=_name, default="val_unseen")
+    pr.add_argument("--split", type=_name, default="val_unseen", help="split name")
     pr.add_argument("--sample", type=NON_NEGATIVE, default=200,
                     help="expert episodes spread over the split's houses (0 = all)")
     pr.add_argument("--num-envs", type=POSITIVE, default=2, help="recording worker processes")
     pr.add_argument("--seed", type=int, default=0, help="seed of the instruction shuffle")
-    pr.add_argument("--out", default=None, help="also write the result as JSON here")
+    pr.add_argument("--out", default=None, help="also write the result as JSON here "
+                    "(default: print only)")
     pr.set_defaults(func=_handler("agent.algos.probe:cli_probe"))
 
     pf = sub.add_parser("probe-features", help="which frozen visual feature carries room type, "
                                                "wall colour, free space? linear probes "
                                                "trained on train houses, tested on unseen ones")
     pf.add_argument("--data", required=True, help="dataset directory")
-    pf.add_argument("--train-split", type=_name, default="train")
-    pf.add_argument("--test-split", type=_name, default="val_unseen")
+    pf.add_argument("--train-split", type=_name, default="train",
+                    help="split whose houses the probes are trained on")
+    pf.add_argument("--test-split", type=_name, default="val_unseen",
+                    help="split whose houses the probes are tested on")
     pf.add_argument("--frames", type=POSITIVE, default=3000,
                     help="training frames (poses on expert paths spread over the houses)")
     pf.add_argument("--test-frames", type=POSITIVE, default=None, help="test frames (default N/2)")
@@ -235,9 +292,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     help="comma-separated candidate features (default: all)")
     pf.add_argument("--random-headings", type=_fraction, default=0.5,
                     help="share of frames with a random heading instead of the expert's")
-    pf.add_argument("--seed", type=int, default=0)
-    pf.add_argument("--torch-threads", type=POSITIVE, default=1)
-    pf.add_argument("--out", default=None, help="also write the result as JSON here")
+    pf.add_argument("--seed", type=int, default=0, help="seed of the frame sampling and probes")
+    pf.add_argument("--torch-threads", type=POSITIVE, default=1, help=TORCH_THREADS_HELP)
+    pf.add_argument("--out", default=None, help="also write the result as JSON here "
+                    "(default: print only)")
     pf.set_defaults(func=_handler("agent.algos.feature_probe:cli_probe_features"))
 
 
@@ -251,7 +309,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                             "(e.g. torch_threads=1)")
     bench.add_argument("--seconds", type=float, default=3.0,
                        help="seconds per measurement (train: per phase and run)")
-    bench.add_argument("--data", default=None, help="dataset directory (train/env benchmarks)")
+    bench.add_argument("--data", default=None, help="dataset directory of the env, train and "
+                       "adversarial benchmarks (default: data/tiny; adversarial: the config's "
+                       "data_dir)")
     bench.add_argument("--config", default="habitat_configs/experiments/airl.yaml",
                        help="adversarial and train: the training config every phase shares "
                             "(default: %(default)s)")

@@ -329,6 +329,11 @@ def cli_eval(args) -> int:
     is_checkpoint = args.agent.endswith(".pt")
     limit_torch_threads(args.agent, args.torch_threads)
     data_dir = args.data if is_checkpoint else resolve_data_dir(args.data, args.backend_config)
+    if data_dir:  # the split asked for is named before anything (the agent) reads other files
+        from agent.datasets.episodes import require_split
+
+        for split in args.split.split(","):
+            require_split(data_dir, split)
     agent = make_agent(args.agent, args.num_envs, data_dir, seed=args.seed)
     data_dir = resolve_data_dir(data_dir, args.backend_config, agent)
     backend_cfg = load_backend_config(args.backend_config, data_dir)

@@ -8,8 +8,13 @@ baseline row, ΔSR is paired on the same episode ids (each method's per-episode 
 over its seeds), houses resampled, absolute first and relative second.
 
 Output in ``out_dir`` (all written atomically): ``report.md``, ``report.html``
-(self-contained: inline CSS, plots as base64 PNG), ``report.json`` and the plots
-``sr_spl.png`` and ``sr_by_path_length.png``.
+(self-contained: inline CSS, plots as base64 PNG; the same content as the Markdown, its
+wide tables split into column groups that fit a 1,400 px screen), ``report.json`` and the
+plots ``sr_spl.png``, ``sr_by_path_length.png`` and, when some evaluated run came from a
+training run with a ``train_log.jsonl``, ``learning_curves.png``. Every table also gives
+SR per house; an interval from fewer than :data:`MIN_HOUSES` houses carries a caveat mark,
+and relative ΔSR is shown only when the baseline's SR is at least
+:data:`RELATIVE_MIN_BASELINE_SR`.
 """
 from __future__ import annotations
 
@@ -38,6 +43,32 @@ PATH_LENGTH_EDGES_M = (8.0, 12.0, 16.0)
 PATH_LENGTH_LABELS = ("<8 m", "8–12 m", "12–16 m", "≥16 m")
 SHUFFLED_SUFFIX = " (shuffled)"
 PLOT_FILES = ("sr_spl.png", "sr_by_path_length.png")
+#: an interval from fewer houses than this carries the caveat mark (the house-clustered
+#: bootstrap resamples so few clusters that it understates the uncertainty)
+MIN_HOUSES = 5
+FEW_HOUSES_MARK = "†"
+#: relative ΔSR is shown only when the baseline's SR on the paired episodes is at least this
+RELATIVE_MIN_BASELINE_SR = 0.10
+RELATIVE_HIDDEN_MARK = "‡"
+#: HTML table groups (column titles of :func:`split_table`, a trailing space meaning a
+#: prefix; the method column leads each)
+HTML_COLUMN_GROUPS = (
+    ("Success", ("Seeds", "Episodes", "Houses", "SR", "SPL", "NE", "OSR")),
+    ("Path fidelity and length", ("nDTW", "SDTW", "SR@1m", "TL", "SR per seed")),
+    ("Against the baseline, and cost", ("ΔSR vs ", "Relative ΔSR", "Training frames", "Wall time")),
+)
+#: plot files and their captions (Markdown and HTML)
+PLOT_CAPTIONS = {
+    "sr_spl.png": ("SR and SPL per method",
+                   "Success rate (left) and success weighted by path length (right) of each method, "
+                   "one bar per split; error bars are 95% house-clustered bootstrap intervals."),
+    "sr_by_path_length.png": ("SR by path length",
+                              "Success rate of each method per bin of geodesic start→goal distance d0, "
+                              "one panel per split; error bars are 95% house-clustered bootstrap intervals."),
+    "learning_curves.png": ("Learning curves",
+                            "Training losses (and accuracy where logged) of every training run in this report "
+                            "against its update count, read from the run's train_log.jsonl."),
+}
 
 
 class ReportError(ValueError):
@@ -143,7 +174,13 @@ def summarise_split(members: Sequence[Run], split: str, n_boot: int) -> Optional
         chosen = [i for i, b in enumerate(bins) if b == bin_index]
         interval = _interval([pooled[i][1]["metrics"]["sr"] for i in chosen], [houses[i] for i in chosen], n_boot)
         by_length.append({"bin": label, "num_episodes": len(chosen), "sr": interval})
+    by_house: Dict[str, List[float]] = {}
+    for _, entry in pooled:
+        if entry["metrics"]["sr"] is not None:
+            by_house.setdefault(entry["house"], []).append(float(entry["metrics"]["sr"]))
     return {
+        "sr_by_house": {house: {"sr": float(np.mean(v)), "n": len(v)} for house, v in sorted(by_house.items())},
+        "few_houses": len(set(houses)) < MIN_HOUSES,
         "num_seeds": len(per_seed), "seeds": [seed for seed, _ in per_seed],
         "num_episodes": len(pooled), "num_unique_episodes": len({episode_id for episode_id, _ in pooled}),
         "num_houses": len(set(houses)), "metrics": metrics,
@@ -183,8 +220,11 @@ def compare_to_baseline(members: Sequence[Run], baseline: Sequence[Run], split: 
     houses = [houses_method[e] for e in common]
     delta, lo, hi = paired_delta_ci(a, b, houses, n_boot=n_boot)
     relative, rel_lo, rel_hi = paired_relative_ci(a, b, houses, n_boot=n_boot)
+    baseline_sr = float(np.mean(b))
     return {"delta_sr": delta, "lo": lo, "hi": hi, "relative": relative, "relative_lo": rel_lo,
-            "relative_hi": rel_hi, "num_episodes": len(common), "num_houses": len(set(houses))}
+            "relative_hi": rel_hi, "num_episodes": len(common), "num_houses": len(set(houses)),
+            "baseline_sr": baseline_sr, "relative_shown": baseline_sr >= RELATIVE_MIN_BASELINE_SR,
+            "few_houses": len(set(houses)) < MIN_HOUSES}
 
 
 def _mean_known(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -238,8 +278,62 @@ def compute_report(run_dirs: Sequence[str], baseline: Optional[str] = None,
         "baseline": baseline, "methods": [_method_block(n, m) for n, m in groups.items()],
         "results": results,
         "bootstrap": {"n_boot": n_boot, "alpha": 0.05, "cluster": "house", "interval": "percentile"},
+        "training_runs": training_runs(groups),
         "notes": report_notes(results, n_boot),
     }
+
+
+def find_training_dir(run: Run) -> Optional[str]:
+    """The training run directory (holding ``train_log.jsonl``) an evaluated run came from:
+    its checkpoint's run dir (``RUN/checkpoints/ckpt_*.pt`` or ``RUN/ckpt.pt``), else the
+    directory holding the eval dir (``RUN/eval``, as ``langnav train`` writes it)."""
+    candidates = []
+    checkpoint = run.info.get("checkpoint")
+    if checkpoint:
+        folder = os.path.dirname(os.path.abspath(checkpoint))
+        candidates += [os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder]
+    candidates += [os.path.dirname(os.path.abspath(run.run_dir)), os.path.abspath(run.run_dir)]
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "train_log.jsonl")):
+            return candidate
+    return None
+
+
+#: train_log.jsonl columns that are counters, not curves
+LOG_COUNTERS = ("update", "training_frames", "samples", "epoch", "iteration", "wall_s", "time_s")
+
+
+def read_training_log(path: str) -> List[Dict[str, Any]]:
+    """The rows of a ``train_log.jsonl`` (a line a kill tore is skipped)."""
+    from agent.io_utils import read_jsonl_repaired
+
+    return [row for row in read_jsonl_repaired(path, what="training log") if isinstance(row, dict)]
+
+
+def training_runs(groups: Mapping[str, Sequence[Run]]) -> List[Dict[str, Any]]:
+    """One entry per training run behind the report's rows (each once): its log's curves
+    ``{key: [[update, value], ...]}`` of every numeric column that is not a counter."""
+    entries: List[Dict[str, Any]] = []
+    seen = set()
+    for name, members in groups.items():
+        for member in members:
+            train_dir = find_training_dir(member)
+            if train_dir is None or train_dir in seen:
+                continue
+            seen.add(train_dir)
+            log_path = os.path.join(train_dir, "train_log.jsonl")
+            rows = read_training_log(log_path)
+            curves: Dict[str, List[List[float]]] = {}
+            for index, row in enumerate(rows):
+                x = row.get("update", index + 1)
+                for key, value in row.items():
+                    if key in LOG_COUNTERS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                        continue
+                    if np.isfinite(value) and isinstance(x, (int, float)):
+                        curves.setdefault(key, []).append([float(x), float(value)])
+            entries.append({"method": name, "seed": member.seed, "train_dir": train_dir, "log": log_path,
+                            "num_rows": len(rows), "curves": curves})
+    return entries
 
 
 def report_notes(results: Mapping[str, List[Dict[str, Any]]], n_boot: int) -> List[str]:
@@ -256,6 +350,12 @@ def report_notes(results: Mapping[str, List[Dict[str, Any]]], n_boot: int) -> Li
         "SR = STOP called within 3 m (geodesic); SR@1m = STOP called within 1 m; TL sums Euclidean steps.",
         "Training frames and wall time: mean per run over the runs of a row that state them.",
         "SR by path length bins episodes by the geodesic start→goal distance d0; n counts episodes × seeds.",
+        f"{FEW_HOUSES_MARK} marks an interval (or ΔSR) computed from fewer than {MIN_HOUSES} houses: the "
+        "house-clustered bootstrap then resamples so few clusters that the interval understates the "
+        "uncertainty (with 1–2 houses it can collapse to a point). Read such intervals as indicative only.",
+        f"{RELATIVE_HIDDEN_MARK} Relative ΔSR is shown only when the baseline's SR on the paired episodes is at "
+        f"least {RELATIVE_MIN_BASELINE_SR:.2f}: below that a handful of successes changes the ratio by "
+        "hundreds of percent, so only the absolute ΔSR is meaningful (report.json keeps the value).",
     ]
     for split, rows in results.items():
         counts = ", ".join(f"{row['method']}: {row['num_unique_episodes']} episodes × {row['num_seeds']} seed(s) "
@@ -269,20 +369,25 @@ def report_notes(results: Mapping[str, List[Dict[str, Any]]], n_boot: int) -> Li
 MISSING = "—"
 
 
-def format_interval(interval: Optional[Mapping[str, Any]]) -> str:
-    """``0.42 [0.35, 0.49]`` (mean [lo, hi]), or — when the metric is unavailable."""
+def format_interval(interval: Optional[Mapping[str, Any]], few_houses: bool = False) -> str:
+    """``0.42 [0.35, 0.49]`` (mean [lo, hi]), or — when the metric is unavailable; with
+    ``few_houses`` the caveat mark follows."""
     if interval is None:
         return MISSING
-    return f"{interval['mean']:.2f} [{interval['lo']:.2f}, {interval['hi']:.2f}]"
+    mark = f" {FEW_HOUSES_MARK}" if few_houses else ""
+    return f"{interval['mean']:.2f} [{interval['lo']:.2f}, {interval['hi']:.2f}]{mark}"
 
 
 def format_delta(comparison: Optional[Mapping[str, Any]]) -> str:
     if comparison is None:
         return MISSING
-    return f"{comparison['delta_sr']:+.2f} [{comparison['lo']:+.2f}, {comparison['hi']:+.2f}]"
+    mark = f" {FEW_HOUSES_MARK}" if comparison.get("few_houses") else ""
+    return f"{comparison['delta_sr']:+.2f} [{comparison['lo']:+.2f}, {comparison['hi']:+.2f}]{mark}"
 
 
 def format_relative(comparison: Optional[Mapping[str, Any]]) -> str:
+    if comparison is not None and not comparison.get("relative_shown", True):
+        return f"n/a {RELATIVE_HIDDEN_MARK} (baseline SR {comparison['baseline_sr']:.2f})"
     if comparison is None or comparison["relative"] is None:
         return MISSING
     text = f"{100 * comparison['relative']:+.1f}%"
@@ -335,7 +440,7 @@ def split_table(report: Mapping[str, Any], split: str) -> Tuple[List[str], List[
     for row in report["results"][split]:
         cells = [row["method"] + (" (baseline)" if row["is_baseline"] else ""), str(row["num_seeds"]),
                  str(row["num_unique_episodes"]), str(row["num_houses"])]
-        cells += [format_interval(row["metrics"][key]) for key, _, _ in TABLE_COLUMNS]
+        cells += [format_interval(row["metrics"][key], row.get("few_houses", False)) for key, _, _ in TABLE_COLUMNS]
         cells.append(format_seed_spread(row["sr_per_seed"]))
         if baseline is not None:
             comparison = row["vs_baseline"]
@@ -348,38 +453,91 @@ def split_table(report: Mapping[str, Any], split: str) -> Tuple[List[str], List[
     return header, rows
 
 
+def length_table(report: Mapping[str, Any], split: str) -> Tuple[List[str], List[List[str]]]:
+    """(header, rows) of SR per geodesic start→goal distance bin."""
+    rows = [[row["method"]] + [f"{format_interval(b['sr'], row.get('few_houses', False))} (n={b['num_episodes']})"
+                               for b in row["sr_by_path_length"]] for row in report["results"][split]]
+    return ["Method"] + list(PATH_LENGTH_LABELS), rows
+
+
+def house_table(report: Mapping[str, Any], split: str) -> Tuple[List[str], List[List[str]]]:
+    """(header, rows) of SR per house: one row per house, one column per method, each cell
+    ``SR (n)`` with n the episodes × seeds of that house."""
+    rows_in = report["results"][split]
+    houses = sorted({house for row in rows_in for house in row.get("sr_by_house", {})})
+    rows = []
+    for house in houses:
+        cells = [house]
+        for row in rows_in:
+            value = row.get("sr_by_house", {}).get(house)
+            cells.append(MISSING if value is None else f"{value['sr']:.2f} ({value['n']})")
+        rows.append(cells)
+    return ["House"] + [row["method"] for row in rows_in], rows
+
+
+def run_lines(report: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """(method, provenance text) of every evaluated run, notes included."""
+    lines = []
+    for block in report["methods"]:
+        for run in block["runs"]:
+            text = (f"{run['run_dir']} (agent {run['agent']}, seed {run['seed']}, {run['instructions']} "
+                    f"instructions, {run['backend']}, data {run['data_dir']}, checkpoint {run['checkpoint']}, "
+                    f"splits {', '.join(run['splits'])})")
+            if run.get("notes"):
+                text += f"; notes: {run['notes']}"
+            lines.append((block["method"], text))
+    return lines
+
+
+def _plot_names(report: Mapping[str, Any]) -> List[str]:
+    return [name for name in report.get("files", {}).get("plots", PLOT_FILES)]
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """report.md: one table per split, SR by path length, runs, notes."""
+    """report.md: one table per split, SR by path length and per house, runs, plots, notes."""
     lines = ["# langnav report", "", f"Created {report['created']}."]
     if report["baseline"] is not None:
         lines.append(f"Baseline for paired comparisons: **{report['baseline']}**.")
+
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+        return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                + ["| " + " | ".join(cells) + " |" for cells in rows])
+
     for split in report["splits"]:
         header, rows = split_table(report, split)
-        lines += ["", f"## {split}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-        lines += ["", f"SR by geodesic start→goal distance ({split}):", "",
-                  "| Method | " + " | ".join(PATH_LENGTH_LABELS) + " |", "|" + "---|" * (1 + len(PATH_LENGTH_LABELS))]
-        for row in report["results"][split]:
-            cells = [f"{format_interval(b['sr'])} (n={b['num_episodes']})" for b in row["sr_by_path_length"]]
-            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+        lines += ["", f"## {split}", ""] + table(header, rows)
+        lines += ["", f"SR by geodesic start→goal distance ({split}):", ""] + table(*length_table(report, split))
+        lines += ["", f"SR per house ({split}; SR (episodes × seeds)):", ""] + table(*house_table(report, split))
     for split in report["missing_splits"]:
         lines += ["", f"No run has stats for {split}."]
     lines += ["", "## Runs", ""]
-    for block in report["methods"]:
-        for run in block["runs"]:
-            lines.append(f"- {block['method']}: `{run['run_dir']}` (agent {run['agent']}, seed {run['seed']}, "
-                         f"{run['instructions']} instructions, {run['backend']}, checkpoint {run['checkpoint']})")
-    lines += ["", "![SR and SPL](sr_spl.png)", "", "![SR by path length](sr_by_path_length.png)", "", "## Notes", ""]
+    lines += [f"- {method}: `{text}`" for method, text in run_lines(report)]
+    for entry in report.get("training_runs", []):
+        lines.append(f"- training log of {entry['method']} (seed {entry['seed']}): `{entry['log']}` "
+                     f"({entry['num_rows']} rows)")
+    lines += ["", "## Plots"]
+    for name in _plot_names(report):
+        title, caption = PLOT_CAPTIONS.get(name, (name, ""))
+        lines += ["", f"![{title}]({name})", "", f"*{title}.* {caption}"]
+    lines += ["", "## Notes", ""]
     lines += [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
 
 
 HTML_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-tr.baseline td { background: #fff8e0; } img { max-width: 100%; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; padding: 0 1.5em; max-width: 1320px; color: #222; }
+h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; } h3 { margin-bottom: 0.3em; font-size: 1.02em; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; }
+td:first-child, th:first-child { text-align: left; position: sticky; left: 0; background: #fff; }
+th:first-child { background: #f0f0f0; }
+tr.baseline td { background: #fff8e0; }
+figure { margin: 1em 0 2em; } figcaption { color: #444; font-size: 0.92em; max-width: 70em; }
+img { max-width: 100%; height: auto; }
+code { overflow-wrap: anywhere; }
+li { margin: 0.2em 0; } .caveat { color: #6a4a00; }
 """
 
 
@@ -388,29 +546,70 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], baseline_r
     row_open = {True: '<tr class="baseline">', False: "<tr>"}
     body = "".join(row_open[bool(is_baseline)] + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
                    for cells, is_baseline in zip(rows, baseline_rows))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _column_groups(header: Sequence[str]) -> List[Tuple[str, List[int]]]:
+    """(group title, column indices) of :data:`HTML_COLUMN_GROUPS`; the method column (0)
+    leads every group and each column appears in exactly one group."""
+    groups = []
+    used = {0}
+    for title, prefixes in HTML_COLUMN_GROUPS:
+        columns = [i for p in prefixes for i, name in enumerate(header) if i not in used
+                   and (name == p or (p.endswith(" ") and name.startswith(p)))]
+        used.update(columns)
+        if columns:
+            groups.append((title, [0] + columns))
+    rest = [i for i in range(len(header)) if i not in used]
+    if rest:
+        groups.append(("Other", [0] + rest))
+    return groups
 
 
 def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
-    """report.html: self-contained (inline CSS, PNG plots embedded as base64)."""
-    parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>langnav report</title>",
-             f"<style>{HTML_STYLE}</style></head><body><h1>langnav report</h1>",
-             f"<p>Created {html.escape(report['created'])}."]
+    """report.html: self-contained (inline CSS, PNG plots embedded as base64), everything
+    report.md has; wide tables split into column groups (the method column first in each,
+    and sticky) so that they fit a laptop screen."""
+    esc = html.escape
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+             f"<title>langnav report</title><style>{HTML_STYLE}</style></head><body>",
+             "<h1>langnav report</h1>", f"<p>Created {esc(report['created'])}."]
     if report["baseline"] is not None:
-        parts.append(f" Baseline for paired comparisons: <b>{html.escape(report['baseline'])}</b>.")
+        parts.append(f" Baseline for paired comparisons: <b>{esc(report['baseline'])}</b>.")
     parts.append("</p>")
+    has_few = any(row.get("few_houses") or (row.get("vs_baseline") or {}).get("few_houses")
+                  for rows in report["results"].values() for row in rows)
+    if has_few:
+        parts.append(f'<p class="caveat">{FEW_HOUSES_MARK} Some intervals come from fewer than {MIN_HOUSES} '
+                     "houses and understate the uncertainty; see the notes.</p>")
     for split in report["splits"]:
         header, rows = split_table(report, split)
         flags = [row["is_baseline"] for row in report["results"][split]]
-        parts += [f"<h2>{html.escape(split)}</h2>", _html_table(header, rows, flags)]
-        length_rows = [[row["method"]] + [f"{format_interval(b['sr'])} (n={b['num_episodes']})"
-                                          for b in row["sr_by_path_length"]] for row in report["results"][split]]
-        parts += [f"<p>SR by geodesic start→goal distance ({html.escape(split)}):</p>",
-                  _html_table(["Method"] + list(PATH_LENGTH_LABELS), length_rows, flags)]
+        parts.append(f'<h2 id="split-{esc(split)}">{esc(split)}</h2>')
+        for title, columns in _column_groups(header):
+            parts += [f"<h3>{esc(split)}: {esc(title)}</h3>",
+                      _html_table([header[i] for i in columns], [[r[i] for i in columns] for r in rows], flags)]
+        parts += [f"<h3>{esc(split)}: SR by geodesic start→goal distance</h3>",
+                  _html_table(*length_table(report, split), flags)]
+        house_header, house_rows = house_table(report, split)
+        parts += [f"<h3>{esc(split)}: SR per house (SR (episodes × seeds))</h3>",
+                  _html_table(house_header, house_rows, [False] * len(house_rows))]
+    for split in report["missing_splits"]:
+        parts.append(f"<p>No run has stats for {esc(split)}.</p>")
+    parts.append('<h2 id="plots">Plots</h2>')
     for name, data in images.items():
         encoded = base64.b64encode(data).decode("ascii")
-        parts.append(f"<h2>{html.escape(name)}</h2><img alt=\"{html.escape(name)}\" src=\"data:image/png;base64,{encoded}\">")
-    parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"]) + "</ul>")
+        title, caption = PLOT_CAPTIONS.get(name, (name, ""))
+        parts.append(f'<figure><h3>{esc(title)}</h3><img alt="{esc(title)}" src="data:image/png;base64,{encoded}">'
+                     f"<figcaption>{esc(caption)} ({esc(name)})</figcaption></figure>")
+    parts.append('<h2 id="runs">Runs</h2><ul>')
+    parts += [f"<li>{esc(method)}: <code>{esc(text)}</code></li>" for method, text in run_lines(report)]
+    parts += [f"<li>training log of {esc(entry['method'])} (seed {esc(str(entry['seed']))}): "
+              f"<code>{esc(entry['log'])}</code> ({entry['num_rows']} rows)</li>"
+              for entry in report.get("training_runs", [])]
+    parts.append("</ul>")
+    parts.append('<h2 id="notes">Notes</h2><ul>' + "".join(f"<li>{esc(n)}</li>" for n in report["notes"]) + "</ul>")
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -471,6 +670,46 @@ def plot_sr_by_path_length(report: Mapping[str, Any]) -> bytes:
     return _figure_png(figure)
 
 
+def plot_learning_curves(report: Mapping[str, Any]) -> Optional[bytes]:
+    """PNG: one panel per training run, every logged loss (log scale) against updates, and
+    accuracy-like columns in [0, 1] on a second axis; None when no run has a training log."""
+    from matplotlib.figure import Figure
+
+    entries = [entry for entry in report.get("training_runs", []) if entry["curves"]]
+    if not entries:
+        return None
+    columns = min(3, len(entries))
+    rows = -(-len(entries) // columns)
+    figure = Figure(figsize=(5.2 * columns, 3.6 * rows))
+    panels = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes, entry in zip(panels, entries):
+        losses = {k: v for k, v in entry["curves"].items() if "loss" in k}
+        others = {k: v for k, v in entry["curves"].items() if k not in losses
+                  and all(0.0 <= y <= 1.0 for _, y in v)}
+        for key, points in sorted(losses.items()):
+            xy = np.asarray(points)
+            axes.plot(xy[:, 0], xy[:, 1], lw=1.2, label=key)
+        if losses and all(y > 0 for v in losses.values() for _, y in v):
+            axes.set_yscale("log")
+        axes.set_xlabel("update")
+        axes.set_ylabel("loss")
+        if others:
+            twin = axes.twinx()
+            for key, points in sorted(others.items()):
+                xy = np.asarray(points)
+                twin.plot(xy[:, 0], xy[:, 1], lw=1.2, ls="--", color="black", label=key)
+            twin.set_ylim(0.0, 1.0)
+            twin.set_ylabel(", ".join(sorted(others)), fontsize="small")
+            twin.legend(fontsize="x-small", loc="lower right")
+        if losses:
+            axes.legend(fontsize="x-small", loc="upper right")
+        axes.set_title(f"{entry['method']} (seed {entry['seed']})", fontsize="medium")
+    for axes in panels[len(entries):]:
+        axes.set_axis_off()
+    figure.tight_layout()
+    return _figure_png(figure)
+
+
 # ----------------------------------------------------------------------------- entry points
 
 def build_report(run_dirs: List[str], out_dir: str, baseline: Optional[str] = None,
@@ -478,6 +717,9 @@ def build_report(run_dirs: List[str], out_dir: str, baseline: Optional[str] = No
     """Compute the report over ``run_dirs`` and write report.{md,html,json} and plots to ``out_dir``."""
     report = compute_report(run_dirs, baseline=baseline, splits=splits, n_boot=n_boot)
     images = {"sr_spl.png": plot_sr_spl(report), "sr_by_path_length.png": plot_sr_by_path_length(report)}
+    curves = plot_learning_curves(report)
+    if curves is not None:
+        images["learning_curves.png"] = curves
     os.makedirs(out_dir, exist_ok=True)
     for name, data in images.items():
         write_bytes_atomic(os.path.join(out_dir, name), data)

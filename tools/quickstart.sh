@@ -34,7 +34,7 @@ langnav quickstart done.
   dataset:        $DATA   (fairness report: $DATA/fairness.json)
   episode picture: $OUT/episode.png
   evaluations:    $OUT/eval/<agent>/stats_{val_seen,val_unseen}.json, predictions_*.json
-  report:         $OUT/report/report.md  (and report.html, report.json, plots)
+  report:         $OUT/report/report.html  (and report.md, report.json, plots, learning curves)
   training runs:  $OUT/train/{bc,airl}/ (checkpoints, TensorBoard logs, eval/)
-  rollout video:  $OUT/videos/  (the AIRL agent on val_unseen)
+  rollout video:  $OUT/videos/  (the AIRL agent on val_unseen; contact_sheet_val_unseen.png)
 EOF

@@ -142,16 +142,19 @@ def draw_reward_map(plan: Any, episode: Mapping[str, Any], cells: np.ndarray,
                     reference_path: Optional[Sequence[Sequence[float]]] = None,
                     title: str = "") -> str:
     """PNG of the house map with one square per cell coloured by its value, the reference
-    path, start and goal, a colour bar and the instruction; written atomically."""
+    path, start, goal and its 3 m success radius (whole, as on every langnav map), a legend,
+    a colour bar and the instruction; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     from agent.envs.houses.topdown import GOAL, REFERENCE_PATH, START, TopDownMap
+    from agent.figures import SUCCESS_RADIUS_M
 
-    topdown = TopDownMap(plan)
     goals = episode.get("goals") or []
+    # the whole success radius in view, as on every langnav map
+    topdown = TopDownMap(plan, fit_circles=[(g["position"], SUCCESS_RADIUS_M) for g in goals[:1]])
     image = topdown.base_image()
     finite = np.isfinite(values)
     if not finite.any():
@@ -176,7 +179,11 @@ def draw_reward_map(plan: Any, episode: Mapping[str, Any], cells: np.ndarray,
         goal_col, goal_row = topdown.world_to_pixel(goal[0], goal[2])
         ax.plot([goal_col], [goal_row], "*", color=np.asarray(GOAL) / 255.0, mec="black", ms=16,
                 label="goal")
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+        ax.add_patch(matplotlib.patches.Circle(
+            (goal_col, goal_row), SUCCESS_RADIUS_M / topdown.meters_per_pixel, fill=False, lw=2,
+            color=np.asarray(GOAL) / 255.0, label=f"goal, {SUCCESS_RADIUS_M:g} m radius"))
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.01), ncol=4, fontsize=9, frameon=False,
+              title=f"map (top-down): learned reward of stopping in each {spacing:g} m cell", title_fontsize=9)
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.035,
                  label="learned reward r(s, STOP, g) of stopping here")
     ax.set_axis_off()
@@ -209,7 +216,7 @@ def reward_map(checkpoint_path: str, data_dir: Optional[str], split: str, episod
     """Compute and draw the reward map -> ``{"out", "cells" (N, 3), "values" (N,), ...}``."""
     from agent.algos.checkpoint import CheckpointError
     from agent.algos.features import ObservationFeaturizer
-    from agent.datasets.episodes import load_gt, load_split, split_paths
+    from agent.datasets.episodes import load_gt, load_split, require_split
     from agent.datasets.show import find_episode
     from agent.envs.houses.floorplan import FloorPlan
     from agent.envs.houses.generator import floorplan_path_for
@@ -218,12 +225,12 @@ def reward_map(checkpoint_path: str, data_dir: Optional[str], split: str, episod
 
     model = load_reward_model(checkpoint_path)
     data_dir = data_dir or model["checkpoint"]["data_dir"]
-    episodes_path, gt_path = split_paths(data_dir, split)
+    episodes_path, gt_path = require_split(data_dir, split)
     episodes, vocab = load_split(episodes_path)
     if vocab.sha1 != model["vocab"].sha1:
         raise CheckpointError(f"{checkpoint_path} was trained with another vocabulary than "
                               f"{episodes_path}")
-    episode = find_episode(episodes, episode_id)
+    episode = find_episode(episodes, episode_id, where=episodes_path)
     plan = FloorPlan.load(floorplan_path_for(os.path.join(data_dir, "scenes"), episode["scene_id"]))
     nav = NavGrid.from_floorplan(plan)
     cells = coarse_free_cells(nav, spacing)

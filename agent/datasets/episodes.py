@@ -48,23 +48,53 @@ def split_paths(data_dir: str, split: str) -> Tuple[str, str]:
 
 
 def gt_path_beside(episodes_path: str) -> str:
-    """``.../val_unseen.json.gz`` → ``.../val_unseen_gt.json.gz`` (whether it exists or not)."""
+    """``.../val_unseen.json.gz`` → ``.../val_unseen_gt.json.gz`` and ``.../x.json`` →
+    ``.../x_gt.json`` (whether it exists or not)."""
     path = os.fspath(episodes_path)
-    if not path.endswith(".json.gz"):
-        raise ValueError(f"not a .json.gz episode file: {path}")
-    return path[: -len(".json.gz")] + "_gt.json.gz"
+    for suffix in (".json.gz", ".json"):
+        if path.endswith(suffix):
+            return path[: -len(suffix)] + "_gt" + suffix
+    raise ValueError(f"not a .json.gz or .json episode file: {path}")
+
+
+def available_splits(data_dir: str) -> List[str]:
+    """Names of the splits ``DIR/{split}/{split}.json.gz`` a data dir holds, sorted."""
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        return []
+    return sorted(name for name in os.listdir(data_dir)
+                  if os.path.isfile(os.path.join(data_dir, name, f"{name}.json.gz")))
+
+
+def require_split(data_dir: str, split: str) -> Tuple[str, str]:
+    """:func:`split_paths` of a split that exists: a missing data dir or split file is a
+    FileNotFoundError naming the file of the split asked for and the splits there are."""
+    episodes_path, gt_path = split_paths(data_dir, split)
+    if not os.path.isfile(episodes_path):
+        if not os.path.isdir(os.fspath(data_dir)):
+            raise FileNotFoundError(f"data directory not found: {data_dir} (split {split!r} "
+                                    f"would be {episodes_path})")
+        have = available_splits(data_dir)
+        raise FileNotFoundError(f"dataset file not found: {episodes_path} (split {split!r}; "
+                                f"{data_dir} holds splits: {', '.join(have) or 'none'})")
+    return episodes_path, gt_path
 
 
 # ---------------------------------------------------------------------------- reading
 def read_json_gz(path: str) -> Any:
-    """Decode one gzip'd JSON file. Raises FileNotFoundError or DatasetFormatError, each
-    naming the file and what is wrong (truncated gzip, not gzip, not UTF-8, bad JSON)."""
+    """Decode one gzip'd JSON file (or, for a name ending in ``.json``, a plain JSON file).
+    Raises FileNotFoundError or DatasetFormatError, each naming the file and what is wrong
+    (truncated gzip, not gzip, not UTF-8, bad JSON)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"dataset file not found: {path}")
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
+        if path.endswith(".json"):
+            with open(path, "rb") as f:
+                raw = f.read()
+        else:
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
     except EOFError as exc:
         raise DatasetFormatError(f"{path}: truncated gzip stream ({exc})") from exc
     except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError

@@ -459,7 +459,10 @@ def validate_gt_data(episodes: Any, gt: Any) -> List[Problem]:
 
 def _split_name(path: str) -> str:
     name = os.path.basename(path)
-    return name[: -len(".json.gz")] if name.endswith(".json.gz") else name
+    for suffix in (".json.gz", ".json"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _validate_file(path: str, gt_path: Optional[str], vocab_required: bool,
@@ -475,7 +478,9 @@ def _validate_file(path: str, gt_path: Optional[str], vocab_required: bool,
     problems = validate_data(data, _split_name(path), vocab_required)
     episodes = data.get("episodes") if isinstance(data, dict) else None
     n_episodes = len(episodes) if isinstance(episodes, list) else 0
-    if gt_path is None and path.endswith(".json.gz") and os.path.exists(gt_path_beside(path)):
+    if (gt_path is None and path.endswith((".json.gz", ".json"))
+            and not path.endswith(("_gt.json.gz", "_gt.json"))
+            and os.path.exists(gt_path_beside(path))):
         gt_path = gt_path_beside(path)
     if gt_path is not None:
         try:
@@ -582,18 +587,23 @@ def validate_scenes(episodes: Any, scenes_dir: str) -> List[Problem]:
 
 # ---------------------------------------------------------------------------- command line
 def find_split_files(data_path: str) -> List[str]:
-    """A ``.json.gz`` file as is; a split dir ``X/`` holding ``X/X.json.gz``; or every
-    ``DIR/{split}/{split}.json.gz`` of a data dir, sorted by split name."""
+    """A ``.json.gz`` or ``.json`` file as is; a split dir ``X/`` holding ``X/X.json.gz``
+    (or ``X/X.json``); or every ``DIR/{split}/{split}.json.gz`` (or ``.json``) of a data
+    dir, sorted by split name."""
     if not os.path.isdir(data_path):
         return [data_path]
-    own = os.path.join(data_path, os.path.basename(os.path.normpath(data_path)) + ".json.gz")
-    if os.path.isfile(own):
-        return [own]
+    name = os.path.basename(os.path.normpath(data_path))
+    for suffix in (".json.gz", ".json"):
+        own = os.path.join(data_path, name + suffix)
+        if os.path.isfile(own):
+            return [own]
     found = []
     for split in sorted(os.listdir(data_path)):
-        candidate = os.path.join(data_path, split, f"{split}.json.gz")
-        if os.path.isfile(candidate):
-            found.append(candidate)
+        for suffix in (".json.gz", ".json"):
+            candidate = os.path.join(data_path, split, f"{split}{suffix}")
+            if os.path.isfile(candidate):
+                found.append(candidate)
+                break
     return found
 
 
@@ -606,7 +616,7 @@ def cli_validate(args: argparse.Namespace) -> int:
     gt = getattr(args, "gt", None)
     vocab_required = getattr(args, "vocab_required", True)
     if not files:
-        print(f"ERROR file: no {{split}}/{{split}}.json.gz under {args.path}")
+        print(f"ERROR file: no {{split}}/{{split}}.json.gz (or .json) under {args.path}")
         return 1
     if gt is not None and len(files) > 1:
         print(f"ERROR gt: --gt names one file but {args.path} holds {len(files)} splits")

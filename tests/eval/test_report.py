@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import html
 import json
 import math
 import os
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -300,6 +303,137 @@ def test_a_split_with_withheld_goals_reports_dashes(tmp_path):
     assert row["metrics"]["sr"] is None and row["metrics"]["tl"]["mean"] == pytest.approx(0.25)
     assert row["sr_per_seed"] is None and all(b["num_episodes"] == 0 for b in row["sr_by_path_length"])
     markdown = open(tmp_path / "out" / "report.md", encoding="utf-8").read()
-    assert "| bc | 1 | 4 | 2 | 0.25 [0.25, 0.25] | — | — | — |" in markdown
+    # 2 houses: every interval carries the few-houses caveat mark
+    assert "| bc | 1 | 4 | 2 | 0.25 [0.25, 0.25] † | — | — | — |" in markdown
     predictions = predictions_from_stats(load_stats(str(tmp_path / "run" / "stats_test.json")))
     assert [state["stop"] for state in predictions["0"]] == [False, False, True]
+
+
+# ----------------------------------------------------------------------------- caveats, curves, HTML
+
+def test_few_houses_caveat_and_the_relative_delta_rule(run_dirs, tmp_path):
+    """Intervals from < 5 houses carry the caveat mark; relative ΔSR against a baseline whose
+    SR is below 0.10 is not shown (absolute ΔSR is)."""
+    from eval.report import MIN_HOUSES, RELATIVE_MIN_BASELINE_SR
+
+    weak = os.path.join(str(tmp_path), "weak")
+    for split in SPLITS:
+        stats = load_stats(os.path.join(run_dirs[7], stats_filename(split)))
+        stats["run"]["method"] = "weak"
+        for k, entry in enumerate(stats["episodes"].values()):
+            entry["metrics"]["sr"] = 1.0 if k == 0 else 0.0   # 1 success in 24: SR 0.04
+        stats["aggregate"] = aggregate(stats["episodes"])
+        save_stats(os.path.join(weak, stats_filename(split)), stats)
+    report = build_report([weak, run_dirs[0], run_dirs[1]], str(tmp_path / "out"), baseline="weak", n_boot=200)
+    rows = {row["method"]: row for row in report["results"]["val_seen"]}
+    comparison = rows["bc"]["vs_baseline"]
+    assert comparison["baseline_sr"] < RELATIVE_MIN_BASELINE_SR and not comparison["relative_shown"]
+    assert comparison["relative"] is not None          # kept in report.json
+    markdown = open(tmp_path / "out" / "report.md", encoding="utf-8").read()
+    bc_line = next(line for line in markdown.split("## val_seen")[1].splitlines() if line.startswith("| bc |"))
+    assert "n/a ‡ (baseline SR 0.04)" in bc_line and "%" not in bc_line
+    assert f"at least {RELATIVE_MIN_BASELINE_SR:.2f}" in markdown          # the rule is stated
+    assert "†" not in bc_line and not rows["bc"]["few_houses"]             # 6 houses: no caveat
+    # the same runs cut to 2 houses: every interval and ΔSR is marked
+    few = []
+    for name, source in (("weak2", weak), ("bc2", run_dirs[0])):
+        for split in SPLITS:
+            stats = load_stats(os.path.join(source, stats_filename(split)))
+            stats["episodes"] = {k: v for k, v in stats["episodes"].items()
+                                 if v["house"] in (f"{split}_house_0", f"{split}_house_1")}
+            stats["aggregate"] = aggregate(stats["episodes"])
+            save_stats(os.path.join(str(tmp_path), name, stats_filename(split)), stats)
+        few.append(os.path.join(str(tmp_path), name))
+    report = build_report(few, str(tmp_path / "few"), baseline="weak", n_boot=200)
+    row = next(r for r in report["results"]["val_unseen"] if r["method"] == "bc")
+    assert row["num_houses"] == 2 < MIN_HOUSES and row["few_houses"] and row["vs_baseline"]["few_houses"]
+    markdown = open(tmp_path / "few" / "report.md", encoding="utf-8").read()
+    bc_line = next(line for line in markdown.split("## val_unseen")[1].splitlines() if line.startswith("| bc |"))
+    assert bc_line.count("] †") == len(TABLE_COLUMNS) + 1                  # every metric and ΔSR
+    assert "fewer than 5 houses" in markdown
+    page = open(tmp_path / "few" / "report.html", encoding="utf-8").read()
+    assert 'class="caveat"' in page
+
+
+def write_training_run(root, name, method, seed, skill, updates=(20, 40, 60, 80)):
+    """A training run dir as ``langnav train`` leaves it: train_log.jsonl, checkpoints/ and
+    its evaluation in RUN/eval."""
+    train_dir = os.path.join(str(root), name)
+    os.makedirs(os.path.join(train_dir, "checkpoints"), exist_ok=True)
+    with open(os.path.join(train_dir, "train_log.jsonl"), "w") as f:
+        for k, update in enumerate(updates):
+            f.write(json.dumps({"update": update, "training_frames": 1000, "samples": 500 * (k + 1),
+                                "action_loss": 1.0 / (k + 1), "progress_loss": 0.1 / (k + 1),
+                                "accuracy": 0.5 + 0.1 * k, "epoch": k // 2}) + "\n")
+    run = new_run_info(method, "houses", "data/houses_test", seed=seed,
+                       checkpoint=os.path.join(train_dir, "checkpoints", "ckpt_80.pt"),
+                       notes="smoke settings")
+    for split in SPLITS:
+        stats = new_stats(split, f"agent_{name}", run, simulate_episodes(split, skill, seed))
+        save_stats(os.path.join(train_dir, "eval", stats_filename(split)), stats)
+    return os.path.join(train_dir, "eval")
+
+
+def test_learning_curves_and_runs_of_trained_agents(run_dirs, tmp_path):
+    trained = write_training_run(tmp_path, "train_bc", "BC smoke", 0, skill=0.4)
+    out = tmp_path / "out"
+    report = build_report([run_dirs[7], trained], str(out), n_boot=100)
+    (entry,) = report["training_runs"]
+    assert entry["method"] == "BC smoke" and entry["num_rows"] == 4
+    assert entry["curves"]["action_loss"][0] == [20.0, 1.0] and "samples" not in entry["curves"]
+    assert report["files"]["plots"][-1] == "learning_curves.png"
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "![Learning curves](learning_curves.png)" in markdown and "notes: smoke settings" in markdown
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<figcaption>", page)) == 3 and "notes: smoke settings" in page
+    assert "train_log.jsonl" in page
+    # SR per house: a row per house, a column per method, in both formats
+    row = report["results"]["val_seen"][1]
+    assert sorted(row["sr_by_house"]) == [f"val_seen_house_{h}" for h in range(NUM_HOUSES)]
+    assert sum(v["n"] for v in row["sr_by_house"].values()) == NUM_HOUSES * EPISODES_PER_HOUSE
+    assert "SR per house (val_seen" in markdown and "| val_seen_house_5 |" in markdown
+
+
+CHROMIUM = next((c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
+
+MEASURE_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var wraps = Array.prototype.map.call(document.querySelectorAll(".table-wrap"),
+      function (w) { return [w.scrollWidth, w.clientWidth]; });
+  var out = {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+             wraps: wraps, h2: Array.prototype.map.call(document.querySelectorAll("h2"), function (h) { return h.id; }),
+             captions: document.querySelectorAll("figcaption").length,
+             images: Array.prototype.map.call(document.images, function (i) {
+               return [i.naturalWidth, i.getBoundingClientRect().right]; })};
+  var pre = document.createElement("pre");
+  pre.id = "measure";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to render the HTML report (tools/setup.sh installs "
+                                             "the Debian package 'chromium' where apt-get may be used)")
+def test_html_report_fits_a_laptop_screen_in_a_real_browser(run_dirs, tmp_path):
+    """The report with a baseline (the widest tables) and a training run, rendered by headless
+    Chromium at 1,400 px: no horizontal scrolling of the page or of any table, every section."""
+    trained = write_training_run(tmp_path, "train_bc", "BC smoke run, not a result", 0, skill=0.4)
+    out = tmp_path / "out"
+    report = build_report(list(run_dirs) + [trained], str(out), baseline="bc", n_boot=100)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", MEASURE_SCRIPT + "</body>"), encoding="utf-8")
+    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                             "--window-size=1400,900", "--virtual-time-budget=10000", "--dump-dom",
+                             probe.as_uri()], capture_output=True, text=True, timeout=180)
+    found = re.search(r'<pre id="measure">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"Chromium gave no measurement (exit {result.returncode}): {result.stderr[-1500:]}"
+    measure = json.loads(html.unescape(found.group(1)))
+    assert measure["innerWidth"] == 1400
+    assert measure["scrollWidth"] <= 1400, measure
+    assert measure["wraps"] and all(scroll <= client + 1 for scroll, client in measure["wraps"]), measure["wraps"]
+    assert all(width > 0 and right <= 1400 for width, right in measure["images"]), measure["images"]
+    expected = [f"split-{split}" for split in SPLITS] + ["plots", "runs", "notes"]
+    assert measure["h2"] == expected and measure["captions"] == len(report["files"]["plots"]) == 3

@@ -51,7 +51,11 @@ class TopDownMap:
 
     def __init__(self, plan: FloorPlan, meters_per_pixel: float = 0.05,
                  margin_m: float = 0.5, object_labels: bool = False,
-                 render_room_labels: bool = False):
+                 render_room_labels: bool = False,
+                 fit_circles: Sequence[Tuple[Sequence[float], float]] = ()):
+        """``fit_circles``: (position [x, y, z], radius m) circles the image must hold whole
+        (e.g. the 3 m success radius around a goal near an outer wall): the image grows
+        beyond the house (plus ``margin_m``) where one would be cut off."""
         if meters_per_pixel <= 0:
             raise ValueError(f"meters_per_pixel must be > 0, got {meters_per_pixel}")
         if margin_m < 0:
@@ -61,10 +65,15 @@ class TopDownMap:
         self.object_labels = object_labels
         self.render_room_labels = render_room_labels
         bounds = plan.bounds
-        self.origin_x = bounds.x0 - margin_m
-        self.origin_z = bounds.z0 - margin_m
-        self.width = int(math.ceil((bounds.width + 2 * margin_m) / self.meters_per_pixel))
-        self.height = int(math.ceil((bounds.depth + 2 * margin_m) / self.meters_per_pixel))
+        x0, z0 = bounds.x0 - margin_m, bounds.z0 - margin_m
+        x1, z1 = bounds.x0 + bounds.width + margin_m, bounds.z0 + bounds.depth + margin_m
+        for position, radius in fit_circles:
+            pad = float(radius) + 2 * self.meters_per_pixel   # the outline's width too
+            x0, x1 = min(x0, float(position[0]) - pad), max(x1, float(position[0]) + pad)
+            z0, z1 = min(z0, float(position[2]) - pad), max(z1, float(position[2]) + pad)
+        self.origin_x, self.origin_z = x0, z0
+        self.width = int(math.ceil((x1 - x0) / self.meters_per_pixel - 1e-9))
+        self.height = int(math.ceil((z1 - z0) / self.meters_per_pixel - 1e-9))
         self._base: Optional[np.ndarray] = None
 
     # ---------------------------------------------------------------- geometry
