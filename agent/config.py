@@ -390,16 +390,29 @@ def format_help(cls: type, prefix: str = "") -> str:
 
 @dataclasses.dataclass(frozen=True)
 class InstructionEncoderConfig:
-    """How instruction tokens (dataset-vocabulary ids) become features."""
+    """How an instruction becomes features: GloVe/LSTM over the checkpoint's vocabulary ids,
+    or a pretrained text transformer (BERT family, CLIP, any AutoModel text encoder) over its
+    own tokenizer's pieces of the instruction text."""
 
     type: Literal["glove_lstm", "transformer"] = config_field(
-        "glove_lstm", help="glove_lstm: GloVe-50d + LSTM (VLN-CE); transformer: a BERT-like encoder")
+        "glove_lstm", help="glove_lstm: GloVe-50d + LSTM (VLN-CE); transformer: a pretrained "
+                           "text encoder (BERT family, CLIP text tower, any AutoModel text model)")
     name: str = config_field(
-        "minilm", help="transformer: 'minilm' (offline package), a Hugging Face hub id or a local dir")
+        "minilm", help="transformer: 'minilm' (offline package), a Hugging Face hub id (e.g. "
+                       "openai/clip-vit-base-patch32, bert-base-uncased) or a local dir")
+    input: Literal["text", "vocab_table"] = config_field(
+        "text", help="transformer: text = its own tokenizer reads the instruction text (words "
+                     "outside the dataset vocabulary keep their meaning); vocab_table = the "
+                     "dataset words' pieces via a table (checkpoints made before text input)")
+    overflow: Literal["windows", "truncate"] = config_field(
+        "windows", help="transformer: an instruction longer than the model's limit (CLIP: 77 "
+                        "tokens) is encoded in consecutive windows (features concatenated, "
+                        "sentence = mean of the windows') or cut; both are counted")
     freeze: bool = config_field(
         True, help="transformer: keep its weights fixed (encodings are then cached per instruction)")
     max_length: int = config_field(
-        512, help="transformer: wordpieces per instruction incl. [CLS]/[SEP]; longer ones are cut")
+        512, help="transformer: tokens per window incl. special tokens (capped by the model's "
+                  "own limit, e.g. 77 for CLIP)")
     cache_size: int = config_field(
         16384, help="transformer (frozen): distinct instructions kept encoded (~60 KB each)")
     hidden_size: int = config_field(128, help="glove_lstm: LSTM hidden size per direction")

@@ -242,7 +242,7 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
 
     ep_path, gt_path = split_paths(data_dir, split)
     episodes, vocab = load_split(ep_path)
-    if hasattr(agent, "check_vocab"):  # token ids must mean the words the agent learned
+    if hasattr(agent, "check_vocab"):  # another vocabulary: texts re-encoded with the agent's
         agent.check_vocab(vocab, ep_path)
     gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
     if instructions == "shuffled":
@@ -254,6 +254,8 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
         episodes = evenly_spaced(episodes, sample)
     if max_episodes is not None:
         episodes = episodes[:max_episodes]
+    # how the agent reads these instructions: unknown words, re-encoding, cut/windowed texts
+    encoding = agent.instruction_report(episodes) if hasattr(agent, "instruction_report") else None
     os.makedirs(out_dir, exist_ok=True)
     check_eval_identity(agent, data_dir, split, out_dir, backend_cfg=backend_cfg,
                         instructions=instructions, seed=seed, sample=sample,
@@ -294,6 +296,8 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
            # wall seconds of these episodes summed over every (killed and resumed) session
            "eval_seconds": round(sum(done[eid].get("wall_s", 0.0) for eid in order), 1)}
     run.update(run_meta or {})
+    if encoding:
+        run["instruction_encoding"] = encoding
     stats = {"schema": "langnav.stats/1", "split": split, "agent": agent_name, "run": run,
              "episodes": per_episode, "aggregate": aggregate(per_episode)}
     save_stats(os.path.join(out_dir, f"stats_{split}.json"), stats)

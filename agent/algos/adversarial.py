@@ -56,7 +56,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -144,9 +144,13 @@ class ExpertTrajectories:
     first use, an LRU of ``cache_size`` kept in memory)."""
 
     def __init__(self, store_path: str, episode_ids: Sequence[str], rgb_field: str,
-                 cache_size: int = 256):
+                 cache_size: int = 256,
+                 instruction_ids: Optional[Callable[[str, np.ndarray], Any]] = None):
+        """``instruction_ids(episode_id, stored tokens)``: the ids the networks' instruction
+        encoders read (BaseTrainer.record_instruction_ids); None keeps the stored tokens."""
         from agent.datasets.trajectory_store import TrajectoryStore
 
+        self.instruction_ids = instruction_ids
         self.store = TrajectoryStore(store_path, readonly=True, lock=True)
         missing = [e for e in episode_ids if not self.store.contains(str(e))]
         if missing:
@@ -171,8 +175,11 @@ class ExpertTrajectories:
         for key in (self.rgb_field, "depth"):
             steps = torch.from_numpy(record[key])  # (T, ...) states where each action was taken
             observations[key] = torch.cat([steps, steps[-1:]])  # + the row after the last action
+        tokens = record["instruction_tokens"]
+        if self.instruction_ids is not None:
+            tokens = np.asarray(self.instruction_ids(episode_id, tokens))
         trajectory = Trajectory(observations, actions, bool(actions[-1] == STOP),
-                                torch.from_numpy(record["instruction_tokens"]).long(), episode_id)
+                                torch.from_numpy(np.array(tokens, dtype=np.int64)), episode_id)
         self._cache[episode_id] = trajectory
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -344,16 +351,24 @@ class AdversarialTrainer(BaseTrainer):
         if checkpoint["trainer"] != self.trainer_name:
             raise CheckpointError(f"{key}={path}: its reward is {checkpoint['trainer']}'s, this "
                                   f"run is {self.trainer_name}")
-        theirs, mine = checkpoint["config"].get("model", {}), config_to_dict(self.config)["model"]
+        from agent.models.checkpoint_io import model_config_of
+
+        theirs = config_to_dict(model_config_of(checkpoint, path))
+        mine = config_to_dict(self.config)["model"]
         differ = [name for name in ("instruction_encoder", "rgb_encoder", "depth_encoder")
                   if theirs.get(name) != mine[name]]
         if differ:
             raise CheckpointError(f"{key}={path}: its model.{differ[0]} differs from this run's")
         try:
-            self.reward_net.load_checkpoint_state_dict(extra["reward_net"])
+            self.reward_net.load_checkpoint_state_dict(
+                self.state_for_vocab(checkpoint, extra["reward_net"], self.reward_net))
         except RuntimeError as error:
             raise CheckpointError(f"{key}={path}: {error} (rl.reward sizes differ?)") from None
-        self.disc_optimizer.load_state_dict(extra["disc_optimizer"])
+        if checkpoint["vocab"]["word_list"] == list(self.vocab.word_list):
+            self.disc_optimizer.load_state_dict(extra["disc_optimizer"])
+        else:  # moments of embedding rows of other words would not fit
+            log.info("%s=%s: another vocabulary; the discriminator's optimiser starts afresh",
+                     key, path)
         disc = self.config.rl.discriminator
         for group in self.disc_optimizer.param_groups:
             group["lr"], group["weight_decay"] = disc.lr, disc.weight_decay
@@ -461,7 +476,8 @@ class AdversarialTrainer(BaseTrainer):
         if self.learned_reward:
             path = self.ensure_expert_data(envs, featurizer)
             self.expert = ExpertTrajectories(path, list(self.episode_by_id), featurizer.rgb_field,
-                                             rl.discriminator.expert_cache_episodes)
+                                             rl.discriminator.expert_cache_episodes,
+                                             instruction_ids=self.record_instruction_ids)
         self.collector = RolloutCollector(
             envs, EpisodeSampler(self.episodes, self.config.seed), featurizer,
             num_steps=rl.ppo.num_steps, step_cap_of=self.step_cap_of,
@@ -492,7 +508,7 @@ class AdversarialTrainer(BaseTrainer):
             for i in torch.randint(len(pairable), (size,), generator=g).tolist():
                 options = self.misaligned[pairable[i]]
                 other = options[int(torch.randint(len(options), (1,), generator=g))]
-                tokens = padded_tokens(self.episode_by_id[other]["instruction"]["instruction_tokens"])
+                tokens = self.episode_instruction_ids(self.episode_by_id[other])
                 examples.append(self.expert.trajectory(pairable[i]).with_instruction(tokens))
                 kinds.append(MISALIGNED)
         return collate_trajectories(examples), torch.tensor(kinds)

@@ -67,6 +67,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def identity_model_section(model: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``model`` section as a run identity records it: the instruction encoder's
+    ``input`` / ``overflow`` keys (added with text input) only where they change the model —
+    a transformer reading the text — so run directories recorded before them still resume
+    (a GloVe/LSTM run; a transformer run with ``input: vocab_table``)."""
+    model = dict(model)
+    encoder = dict(model.get("instruction_encoder") or {})
+    if encoder.get("type") != "transformer" or encoder.get("input") == "vocab_table":
+        encoder.pop("input", None)
+        encoder.pop("overflow", None)
+    model["instruction_encoder"] = encoder
+    return model
+
+
 class BaseTrainer:
     """See the module docstring. Constructor arguments are keyword-only."""
 
@@ -149,7 +163,54 @@ class BaseTrainer:
         return ObservationFeaturizer(rgb_encoder, width=cfg.backend.width,
                                      height=cfg.backend.height, cache=cache,
                                      encode_batch_size=cfg.features.encode_batch_size,
-                                     point_goal=bool(getattr(self.policy, "point_goal", False)))
+                                     point_goal=bool(getattr(self.policy, "point_goal", False)),
+                                     instruction_tokenizer=self.instruction_tokenizer)
+
+    # ------------------------------------------------------------------ instructions
+    @property
+    def instruction_tokenizer(self) -> Any:
+        """The policy's :class:`~agent.models.instruction_encoders.InstructionTokenizer`
+        (instruction -> the ids its encoder reads)."""
+        return getattr(self.policy.instruction_encoder, "tokenizer", None)
+
+    def episode_instruction_ids(self, episode: Mapping[str, Any]) -> torch.Tensor:
+        """int64 ids the policy's encoder reads for ``episode``'s instruction."""
+        from agent.models.instruction_encoders import instruction_parts
+
+        tokenizer = self.instruction_tokenizer
+        text, tokens = instruction_parts(episode["instruction"])
+        if tokenizer is None:
+            from agent.algos.adversarial import padded_tokens
+
+            return padded_tokens(tokens)
+        return torch.from_numpy(tokenizer.ids(text, tokens).copy())
+
+    def record_instruction_ids(self, episode_id: Any, tokens: Any) -> Any:
+        """A stored record's dataset ``instruction_tokens`` -> the ids the policy's encoder
+        reads: the tokens themselves for a vocabulary encoder on its own dataset (the
+        unchanged fast path), else from the text of the training episode ``episode_id``
+        (a transformer reading the text). Stores are shared by encoders, so they keep the
+        dataset's tokens."""
+        tokenizer = self.instruction_tokenizer
+        if tokenizer is None or not (tokenizer.reads_text or tokenizer.reencodes):
+            return tokens
+        if not hasattr(self, "_instruction_texts"):
+            self._instruction_texts = {str(ep["episode_id"]): ep["instruction"].get("instruction_text")
+                                       for ep in getattr(self, "episodes", [])}
+        text = self._instruction_texts.get(str(episode_id))
+        if text is None:
+            raise KeyError(f"record of episode {episode_id!r}: its instruction text is unknown "
+                           f"(not an episode of split {self.config.bc.split!r}) and "
+                           f"{self.policy.instruction_encoder.encoder_name} reads the text")
+        ids = tokenizer.ids(text, np.asarray(tokens))
+        return torch.from_numpy(ids.copy()) if isinstance(tokens, torch.Tensor) else ids.copy()
+
+    def instruction_ids_item(self, item: Dict[str, Any]) -> Dict[str, Any]:
+        """A TrajectoryDataset item with ``instruction_tokens`` replaced by the policy's ids
+        (:meth:`record_instruction_ids`)."""
+        item["instruction_tokens"] = self.record_instruction_ids(item["episode_id"],
+                                                                 item["instruction_tokens"])
+        return item
 
     def feature_root(self) -> str:
         """Root of the feature cache and the shared expert recordings."""
@@ -324,25 +385,58 @@ class BaseTrainer:
         """Load the policy weights of another run's checkpoint (e.g. BC) -> its path: a
         ``.pt`` file, or a run directory (its checkpoint selected for evaluation, else its
         latest one); ``{seed}`` is filled in. ``key`` names the config key in errors.
-        Refuses (CheckpointError) another vocabulary or model section."""
+        Refuses (CheckpointError) another model section; a vocabulary encoder of another
+        vocabulary gets its embedding rows by word (:meth:`load_source_checkpoint`)."""
+        from agent.models.checkpoint_io import model_config_of
+
         path, checkpoint = self.load_source_checkpoint(path, key)
-        if checkpoint["config"].get("model") != config_to_dict(self.config)["model"]:
+        if config_to_dict(model_config_of(checkpoint, path)) != config_to_dict(self.config)["model"]:
             raise CheckpointError(f"{key}={path}: its model config differs from this "
                                   f"run's model section")
-        self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
+        self.policy.load_checkpoint_state_dict(self.state_for_vocab(checkpoint))
         log.info("%s: policy warm-started from %s", self.trainer_name, path)
         return path
 
     def load_source_checkpoint(self, path: str, key: str) -> Tuple[str, Dict[str, Any]]:
         """Another run's checkpoint to start from (``path``: a ``.pt`` or a run directory,
-        ``{seed}`` filled in) -> (its file, the checkpoint); CheckpointError naming ``key``
-        if it was trained on another vocabulary."""
+        ``{seed}`` filled in) -> (its file, the checkpoint). A checkpoint of another
+        vocabulary is accepted: a text-reading transformer holds no vocabulary, and a
+        vocabulary encoder's embedding rows are carried over by word
+        (:meth:`state_for_vocab`)."""
         path = resolve_checkpoint_path(path.format(seed=self.config.seed), key=key)
         checkpoint = load_checkpoint(path)
         if checkpoint["vocab"]["sha1"] != self.vocab.sha1:
-            raise CheckpointError(f"{key}={path}: its vocabulary {checkpoint['vocab']['sha1']} "
-                                  f"is not this dataset's {self.vocab.sha1}")
+            log.info("%s=%s: vocabulary %s (%d words), this dataset's is %s (%d words); "
+                     "embedding rows are matched by word", key, path,
+                     checkpoint["vocab"]["sha1"][:10], len(checkpoint["vocab"]["word_list"]),
+                     str(self.vocab.sha1)[:10], len(self.vocab))
         return path, checkpoint
+
+    def state_for_vocab(self, checkpoint: Mapping[str, Any],
+                        state: Optional[Mapping[str, torch.Tensor]] = None,
+                        module: Optional[torch.nn.Module] = None) -> Dict[str, torch.Tensor]:
+        """``checkpoint``'s policy state (or ``state``, e.g. its reward net's) for this run's
+        vocabulary: every ``*.embedding.weight`` row of a vocabulary encoder is moved to its
+        word's index here; words the checkpoint lacks keep this model's initial row (GloVe
+        or its seeded random vector). Same vocabulary: the state as it is."""
+        state = dict(checkpoint["policy_state"] if state is None else state)
+        old_words = list(checkpoint["vocab"]["word_list"])
+        new_words = list(self.vocab.word_list)
+        if old_words == new_words:
+            return state
+        own = (self.policy if module is None else module).state_dict()
+        new_index = {w: i for i, w in enumerate(new_words)}
+        for name, weight in list(state.items()):
+            if not name.endswith("instruction_encoder.embedding.weight") or name not in own \
+                    or weight.shape[0] != len(old_words):
+                continue
+            remapped = own[name].detach().clone()
+            for i, word in enumerate(old_words):
+                j = new_index.get(word)
+                if j is not None:
+                    remapped[j] = weight[i]
+            state[name] = remapped
+        return state
 
     def run_identity(self) -> Dict[str, Any]:
         """What a run directory's checkpoints and logs depend on: trainer, seed, model
@@ -353,7 +447,7 @@ class BaseTrainer:
 
         cfg = self.config
         return {"trainer": self.trainer_name, "seed": cfg.seed,
-                "model": config_to_dict(cfg)["model"],
+                "model": identity_model_section(config_to_dict(cfg)["model"]),
                 "resolution": [cfg.backend.width, cfg.backend.height],
                 "data": dataset_identity(cfg.data_dir, cfg.bc.split),
                 "vocab_sha1": getattr(self.vocab, "sha1", None)}
@@ -390,7 +484,9 @@ class BaseTrainer:
         problems = []
         if checkpoint["trainer"] != self.trainer_name:
             problems.append(f"trainer {checkpoint['trainer']!r} != {self.trainer_name!r}")
-        if checkpoint["config"].get("model") != mine["model"]:
+        from agent.models.checkpoint_io import model_config_of
+
+        if config_to_dict(model_config_of(checkpoint, path)) != mine["model"]:
             problems.append("model config differs")
         if checkpoint["data_dir"] != os.path.abspath(self.config.data_dir):
             problems.append(f"data_dir {checkpoint['data_dir']} != {os.path.abspath(self.config.data_dir)}")

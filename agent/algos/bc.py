@@ -359,11 +359,14 @@ class BCTrainer(BaseTrainer):
     def derived_fields(self, item: Dict[str, Any]) -> Dict[str, Any]:
         """Adds what the policy's options need to a record's item: ``pointgoal`` (T, 3) from
         the recorded poses and the episode's goal (privileged point-goal policy) and
-        ``progress`` (T,) targets (progress monitor; NaN unless the record is the expert's)."""
+        ``progress`` (T,) targets (progress monitor; NaN unless the record is the expert's);
+        ``instruction_tokens`` become the ids the policy's instruction encoder reads
+        (BaseTrainer.instruction_ids_item: a transformer reads the episode's text)."""
         from agent.datasets.torch_dataset import progress_targets
         from agent.envs.base import point_goal_polar
         from agent.models.policy import point_goal_features
 
+        item = self.instruction_ids_item(item)
         steps = int(item["actions"].shape[0])
         if self.policy.point_goal:
             goal = self.goal_positions.get(str(item["episode_id"]))

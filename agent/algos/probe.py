@@ -106,7 +106,8 @@ def expert_items(policy: torch.nn.Module, cfg: Any, vocab: Any, split: str,
         dataset = TrajectoryDataset(trainer.expert_store_path(), keys=keys, fields=fields,
                                     inflection_coef=inflection_coef)
         try:
-            return [dataset[i] for i in range(len(dataset))]
+            # instruction_tokens -> the ids the policy's encoder reads (a transformer: the text)
+            return [trainer.instruction_ids_item(dataset[i]) for i in range(len(dataset))]
         finally:
             dataset.close()
     finally:
@@ -125,6 +126,7 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
 
     from agent.algos.checkpoint import build_policy_from_checkpoint, load_checkpoint
     from agent.datasets.episodes import house_of
+    from agent.models.instruction_encoders import instruction_parts
     from eval.evaluator import evenly_spaced, shuffle_instructions
     from eval.statistics import paired_delta_ci
 
@@ -141,8 +143,8 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
     ids = [str(item["episode_id"]) for item in items]
     own_tokens = [item["instruction_tokens"].numpy() for item in items]
     # (collate_episodes pads instructions of different lengths)
-    swapped = [np.asarray(shuffled[i]["instruction"]["instruction_tokens"], dtype=np.int64)
-               for i in ids]
+    tokenizer = policy.instruction_encoder.tokenizer
+    swapped = [tokenizer.ids(*instruction_parts(shuffled[i]["instruction"])) for i in ids]
     own = teacher_forced_scores(policy, items, own_tokens)
     other = teacher_forced_scores(policy, items, swapped)
     houses = [house_of(shuffled[i]) for i in ids]

@@ -242,6 +242,30 @@ def _landmark_words(plan) -> set:
     return set(tokenize(" ".join(texts)))
 
 
+#: version of the houses vocabulary (:func:`houses_word_list`); bump it whenever the
+#: generator's words change. Builds from before it (e.g. data/default) keep the vocabulary
+#: of the words their splits happened to use.
+HOUSES_VOCAB_VERSION = 1
+
+
+def houses_word_list() -> List[str]:
+    """Every word the houses instruction generator can write — its grammar and template
+    words and the catalogue's object labels, colours and room types — sorted. The same for
+    every seed and preset, so every build (of this version) has one vocabulary and a
+    checkpoint's token ids mean the same words on all of them."""
+    from agent.datasets.instructions import template_words
+
+    return sorted(set(template_words()) | _catalogue_words())
+
+
+def houses_vocab():
+    """The fixed houses :class:`~agent.datasets.vocab.Vocab`: ``<pad>``, ``<unk>`` and
+    :func:`houses_word_list` (version :data:`HOUSES_VOCAB_VERSION`)."""
+    from agent.datasets.vocab import PAD_TOKEN, UNK_TOKEN, Vocab
+
+    return Vocab([PAD_TOKEN, UNK_TOKEN] + houses_word_list())
+
+
 def _catalogue_words() -> set:
     from agent.datasets.vocab import tokenize
     from agent.envs.houses.catalog import COLOR_NAMES, OBJECT_LABELS
@@ -396,13 +420,19 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     seen, unseen = houses[:cfg.train_houses], houses[cfg.train_houses:]
     houses_by_split = {"train": seen, "val_seen": seen, "val_unseen": unseen}
 
-    # Instructions come from a fixed grammar, so the vocabulary is that of all splits (no
-    # UNK at evaluation). Held-out variants must add no new word: every landmark, colour
-    # and room word of a val_unseen house is one of the catalogue's (the words of the
-    # standard houses); words that merely happen to be absent from these train houses are
-    # recorded in build.json.
-    vocab = Vocab.from_texts([t for h in houses for split in SPLITS
-                              for p in h["splits"].get(split, []) for t in p["instructions"]])
+    # Instructions come from a fixed grammar, so the vocabulary is the generator's whole word
+    # list (houses_vocab: the same for every seed and preset; no UNK at evaluation). Held-out
+    # variants must add no new word: every landmark, colour and room word of a val_unseen
+    # house is one of the catalogue's (the words of the standard houses); words that merely
+    # happen to be absent from these train houses are recorded in build.json.
+    vocab = houses_vocab()
+    used = Vocab.from_texts([t for h in houses for split in SPLITS
+                             for p in h["splits"].get(split, []) for t in p["instructions"]])
+    outside_vocab = sorted(set(used.word_list) - set(vocab.word_list))
+    if outside_vocab:
+        raise ValueError(f"the instruction generator wrote words outside its fixed word list "
+                         f"{outside_vocab}: add them to template_words()/the catalogue and bump "
+                         f"HOUSES_VOCAB_VERSION")
     unseen_words = set().union(set(), *[h["words"] for h in unseen])
     outside_catalogue = sorted(unseen_words - _catalogue_words())
     if outside_catalogue:
@@ -432,6 +462,7 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     write_json_atomic(os.path.join(out_dir, "build.json"),
                 {"config": asdict(cfg), "seed": seed, "episodes": counts,
                  "vocab_size": len(vocab), "vocab_sha1": vocab.sha1,
+                 "vocab_version": HOUSES_VOCAB_VERSION, "vocab_words_used": len(used) - 2,
                  "unseen_words_absent_from_train_houses": absent_from_train,
                  "files": files, "build_seconds": round(time.time() - t0, 1)}, sort_keys=True)
     os.remove(os.path.join(out_dir, BUILD_STARTED))  # the build is complete

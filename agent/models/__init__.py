@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from agent.models.instruction_encoders import (
     GloveLSTMInstructionEncoder,
+    InstructionTokenizer,
+    TextInstructionTokenizer,
     TransformerInstructionEncoder,
+    VocabInstructionTokenizer,
     build_instruction_encoder,
     instruction_lengths,
     load_glove_vectors,
@@ -36,6 +39,7 @@ from agent.models.visual_encoders import (
 
 __all__ = [
     "GloveLSTMInstructionEncoder", "TransformerInstructionEncoder", "build_instruction_encoder",
+    "InstructionTokenizer", "TextInstructionTokenizer", "VocabInstructionTokenizer",
     "instruction_lengths", "load_glove_vectors", "resolve_transformer_name", "vocab_sha1",
     "vocab_words", "MobileNetV2", "load_imagenet_mobilenet_v2", "CMAPolicy",
     "EncodedObservations", "PolicyState", "RecurrentNavPolicy", "Seq2SeqPolicy",

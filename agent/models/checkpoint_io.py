@@ -9,18 +9,21 @@ re-exports everything here; the checkpoint format is described there.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+log = logging.getLogger("langnav.eval")
+
 CHECKPOINT_FORMAT = "langnav-checkpoint"
 CHECKPOINT_VERSION = 1
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint",
-           "model_config_of", "policy_from_checkpoint", "run_meta_of", "PolicyAgent",
-           "load_policy_agent"]
+           "model_config_of", "legacy_model_section", "policy_from_checkpoint", "run_meta_of",
+           "PolicyAgent", "load_policy_agent"]
 
 
 class CheckpointError(ValueError):
@@ -52,8 +55,20 @@ def model_config_of(checkpoint: Mapping[str, Any], origin: str = "checkpoint"):
     stored in a checkpoint."""
     from agent.config import ModelConfig, config_from_dict
 
-    return config_from_dict(ModelConfig, checkpoint["config"]["model"],
+    return config_from_dict(ModelConfig, legacy_model_section(checkpoint["config"]["model"]),
                             origin=f"{origin} (config section 'model')")
+
+
+def legacy_model_section(model: Mapping[str, Any]) -> Dict[str, Any]:
+    """A stored ``model`` section in today's terms: a transformer instruction encoder of a
+    checkpoint made before text input (no ``input`` key) read the dataset words through
+    the vocabulary table, so it keeps ``input: vocab_table`` and works as it was trained."""
+    model = dict(model)
+    encoder = model.get("instruction_encoder")
+    if isinstance(encoder, Mapping) and encoder.get("type") == "transformer" \
+            and "input" not in encoder:
+        model["instruction_encoder"] = dict(encoder, input="vocab_table")
+    return model
 
 
 def policy_from_checkpoint(checkpoint: Mapping[str, Any], device: str = "cpu",
@@ -115,12 +130,48 @@ class PolicyAgent:
         #: backend keys the evaluator must render with (the resolution the policy learnt at)
         self.backend_overrides = {"width": featurizer.width, "height": featurizer.height}
 
-    def check_vocab(self, vocab: Any, where: str = "the dataset") -> None:
-        """Refuse episodes whose token ids mean other words than the policy was trained on."""
-        if str(vocab.sha1) != self.vocab_sha1:
-            raise ValueError(f"{where} has vocabulary {vocab.sha1} ({len(vocab)} words) but "
-                             f"{self.name} was trained with vocabulary {self.vocab_sha1}: its "
-                             f"instruction token ids would mean other words")
+    @property
+    def instruction_tokenizer(self) -> Any:
+        """The policy's InstructionTokenizer (instruction -> its encoder's ids)."""
+        return getattr(self.policy.instruction_encoder, "tokenizer", None)
+
+    def check_vocab(self, vocab: Any, where: str = "the dataset") -> Dict[str, Any]:
+        """Prepare for episodes whose ``instruction_tokens`` are of ``vocab``: with the
+        policy's own vocabulary they are used as they are; with another one each
+        instruction's text is re-encoded with the policy's vocabulary (unknown words -> UNK,
+        counted by :meth:`instruction_report`); a transformer reading the text ignores them.
+        Never refuses a dataset. Returns ``{"dataset_vocab_sha1", "reencoded"}``."""
+        from agent.models.instruction_encoders import VocabInstructionTokenizer
+
+        tokenizer = self.instruction_tokenizer
+        reencoded = False
+        if isinstance(tokenizer, VocabInstructionTokenizer):
+            tokenizer.use_dataset_vocab(str(vocab.sha1))
+            reencoded = tokenizer.reencodes
+        if reencoded:
+            log.warning("%s has vocabulary %s (%d words), %s was trained with %s: instructions "
+                        "are re-encoded from their text with the checkpoint's vocabulary "
+                        "(unknown words -> UNK, counted in the stats' run.instruction_encoding)",
+                        where, str(vocab.sha1)[:10], len(vocab), self.name, self.vocab_sha1[:10])
+        return {"dataset_vocab_sha1": str(vocab.sha1), "reencoded": reencoded}
+
+    def instruction_report(self, episodes: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+        """How the policy reads ``episodes``' instructions: its tokenizer, whether the texts
+        were re-encoded, how many instructions hold words it does not know (and which), how
+        many were cut or windowed for length (:meth:`InstructionTokenizer.stats`)."""
+        tokenizer = self.instruction_tokenizer
+        if tokenizer is None:
+            return {}
+        report = tokenizer.report([ep["instruction"] for ep in episodes])
+        report["reencoded"] = bool(getattr(tokenizer, "reencodes", False))
+        if report["with_unknown_words"]:
+            log.warning("%s: %d of %d instructions hold words %s does not know (read as UNK): %s",
+                        self.name, report["with_unknown_words"], report["instructions"],
+                        tokenizer.identity, ", ".join(list(report["unknown_words"])[:20]))
+        if report["truncated"] or report["windowed"]:
+            log.info("%s: %d instructions cut, %d encoded in windows (too long for the encoder)",
+                     self.name, report["truncated"], report["windowed"])
+        return report
 
     def act(self, observations: Sequence[Mapping[str, Any]], hidden: Any,
             not_done_masks: Sequence[float], deterministic: bool = True) -> Tuple[List[int], Any]:
@@ -161,6 +212,8 @@ def load_policy_agent(path: str, num_slots: int, device: str = "cpu") -> PolicyA
     batch = checkpoint["config"].get("features", {}).get("encode_batch_size")
     featurizer = ObservationFeaturizer(policy.rgb_encoder, width=observation["width"],
                                        height=observation["height"],
+                                       instruction_tokenizer=getattr(
+                                           policy.instruction_encoder, "tokenizer", None),
                                        **({} if batch is None else {"encode_batch_size": batch}))
     meta = run_meta_of(checkpoint, path)
     return PolicyAgent(policy, featurizer, num_slots=num_slots, name=meta["method"],

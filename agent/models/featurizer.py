@@ -10,7 +10,11 @@ evaluation:
   computed; or ``rgb`` uint8 (B, H, W, 3) when the RGB encoder is trained;
 * ``depth`` float16 (B, H, W, 1) metres (stored as float16 in trajectory stores, so rounded
   here too);
-* ``instruction_tokens`` int64 (B, 200);
+* ``instruction_tokens`` int64 (B, W) — the instruction encoder's own ids, made from each
+  observation's ``instruction`` ({text, tokens}) by :attr:`instruction_tokenizer` (the
+  policy's ``instruction_encoder.tokenizer``: the dataset's tokens where they are the
+  policy's vocabulary, else the text re-encoded, or a transformer's tokenizer over the
+  text); without one, the observation's tokens as they are (200 dataset-vocabulary ids);
 * ``pointgoal`` float32 (B, 3) for a privileged point-goal policy only (``point_goal``).
 
 With a frozen RGB encoder and a :class:`~agent.models.feature_cache.FeatureCache` it
@@ -45,8 +49,10 @@ class ObservationFeaturizer:
 
     def __init__(self, rgb_encoder: RGBEncoder, *, width: int, height: int,
                  cache: Optional[FeatureCache] = None, encode_batch_size: int = 64,
-                 point_goal: bool = False):
+                 point_goal: bool = False, instruction_tokenizer: Any = None):
         self.rgb_encoder = rgb_encoder
+        #: instruction -> the policy's ids (InstructionTokenizer); None: the tokens as given
+        self.instruction_tokenizer = instruction_tokenizer
         #: add ``pointgoal`` (from the privileged pose and goal) for a point-goal policy
         self.point_goal = bool(point_goal)
         self.width, self.height = int(width), int(height)
@@ -112,8 +118,11 @@ class ObservationFeaturizer:
             self.check_frame(obs, f"observation {i}")
         frames = np.stack([np.asarray(o["rgb"], dtype=np.uint8) for o in observations])
         depth = np.stack([np.asarray(o["depth"]) for o in observations]).astype(DEPTH_DTYPE)
-        tokens = np.stack([np.asarray(o["instruction"]["tokens"], dtype=np.int64)
-                           for o in observations])
+        if self.instruction_tokenizer is not None:
+            tokens = self.instruction_tokenizer.batch([o["instruction"] for o in observations])
+        else:
+            tokens = np.stack([np.asarray(o["instruction"]["tokens"], dtype=np.int64)
+                               for o in observations])
         inputs = {self.rgb_field: torch.from_numpy(self.rgb_inputs(frames, keys)),
                   "depth": torch.from_numpy(depth), "instruction_tokens": torch.from_numpy(tokens)}
         if self.point_goal:

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from agent.models.checkpointing import FrozenPretrainedCheckpointMixin
 from agent.config import ModelConfig
 from agent.envs.base import NUM_ACTIONS, PRIVILEGED_PREFIX
-from agent.models.instruction_encoders import build_instruction_encoder
+from agent.models.instruction_encoders import build_instruction_encoder, instruction_parts
 from agent.models.visual_encoders import DepthEncoder, RGBEncoder
 
 #: index 0 of the previous-action embedding: "no previous action" (episode start)
@@ -106,11 +106,25 @@ def point_goal_features(distance: Any, bearing: Any) -> np.ndarray:
     return np.stack([distance / 10.0, np.cos(bearing), np.sin(bearing)], -1).astype(np.float32)
 
 
-def batch_observations(observations: Sequence[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
+def trim_padding_columns(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, L) ids without the trailing columns that are padding in every row (at least one
+    column kept): a text encoder's id rows are wide (512) and mostly padding."""
+    if tokens.dim() != 2 or tokens.shape[1] <= 1:
+        return tokens
+    used = (tokens != 0).any(dim=0).nonzero()
+    width = int(used.max()) + 1 if used.numel() else 1
+    return tokens[:, :width] if width < tokens.shape[1] else tokens
+
+
+def batch_observations(observations: Sequence[Mapping[str, Any]],
+                       tokenizer: Any = None) -> Dict[str, torch.Tensor]:
     """Per-environment observation dicts (as NavEnv returns them) -> a policy batch.
 
-    Takes ``rgb`` (or ``rgb_features``), ``depth`` and ``instruction.tokens`` (or
-    ``instruction_tokens``); privileged keys and anything else are left out."""
+    Takes ``rgb`` (or ``rgb_features``), ``depth`` and ``instruction`` ({text, tokens},
+    turned into the encoder's ids by ``tokenizer`` — an
+    :class:`~agent.models.instruction_encoders.InstructionTokenizer` — or its tokens as they
+    are without one) or ready ``instruction_tokens``; privileged keys and anything else are
+    left out."""
     if not observations:
         raise ValueError("batch_observations needs at least one observation")
     batch: Dict[str, torch.Tensor] = {}
@@ -122,6 +136,8 @@ def batch_observations(observations: Sequence[Mapping[str, Any]]) -> Dict[str, t
     for i, obs in enumerate(observations):
         if "instruction_tokens" in obs:
             tokens.append(np.asarray(obs["instruction_tokens"], dtype=np.int64))
+        elif tokenizer is not None and isinstance(obs.get("instruction"), Mapping):
+            tokens.append(tokenizer.ids(*instruction_parts(obs["instruction"])))
         elif isinstance(obs.get("instruction"), Mapping) and "tokens" in obs["instruction"]:
             tokens.append(np.asarray(obs["instruction"]["tokens"], dtype=np.int64))
         else:
@@ -267,6 +283,7 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         encoded once (a sequence repeats its instruction every step)."""
         if self.instruction_blind:
             tokens = torch.zeros_like(tokens)  # the empty instruction
+        tokens = trim_padding_columns(tokens)
         unique_rows, inverse = torch.unique(tokens, dim=0, return_inverse=True)
         features, mask, sentence = self.instruction_encoder(unique_rows)
         return features, mask, sentence[inverse], inverse
@@ -395,7 +412,7 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         step) -> actions (B,) int64, the next PolicyState. Argmax when ``deterministic``,
         else a sample from the action distribution."""
         batch_obs = observations if isinstance(observations, Mapping) \
-            else batch_observations(observations)
+            else batch_observations(observations, getattr(self.instruction_encoder, "tokenizer", None))
         batch = int(_as_tensor(batch_obs["instruction_tokens"], self.device).shape[0])
         state = hidden if hidden is not None else self.initial_state(batch)
         masks = torch.as_tensor(np.asarray(not_done_masks)) \

@@ -145,7 +145,9 @@ class LanguageRewardNet(FrozenPretrainedCheckpointMixin, nn.Module):
     def _encode_instructions(self, tokens: torch.Tensor):
         """(B, L) -> features (B, L', D), mask (B, L'), sentence (B, D); each distinct
         instruction once."""
-        unique_rows, inverse = torch.unique(tokens, dim=0, return_inverse=True)
+        from agent.models.policy import trim_padding_columns
+
+        unique_rows, inverse = torch.unique(trim_padding_columns(tokens), dim=0, return_inverse=True)
         features, mask, sentence = self.instruction_encoder(unique_rows)
         return features[inverse], mask[inverse], sentence[inverse]
 

@@ -115,16 +115,21 @@ def test_policy_agent_interface(saved, vocab_and_episodes):
     assert len(actions) == 2 and hidden.rnn.shape[0] == 2
 
 
-def test_policy_agent_refuses_a_dataset_with_another_vocabulary(saved, vocab_and_episodes):
+def test_policy_agent_reencodes_a_dataset_with_another_vocabulary(saved, vocab_and_episodes):
     from agent.datasets.vocab import Vocab
 
     path, _, _ = saved
-    vocab, _ = vocab_and_episodes
+    vocab, episodes = vocab_and_episodes
     agent = load_policy_agent(path, num_slots=1)
-    agent.check_vocab(vocab)  # the training dataset's vocabulary
-    other = Vocab(vocab.word_list[:-1])
-    with pytest.raises(ValueError, match="would mean other words"):
-        agent.check_vocab(other, "other/val_seen.json.gz")
+    assert agent.check_vocab(vocab)["reencoded"] is False  # the training dataset's vocabulary
+    instruction = episodes[0]["instruction"]
+    assert agent.instruction_tokenizer.ids(instruction["instruction_text"], instruction[
+        "instruction_tokens"]).tolist() == instruction["instruction_tokens"]
+    other = Vocab(vocab.word_list[:2] + vocab.word_list[:1:-1])  # same words, other ids
+    assert agent.check_vocab(other, "other/val_seen.json.gz")["reencoded"] is True
+    other_tokens = other.encode(instruction["instruction_text"])
+    assert agent.instruction_tokenizer.ids(instruction["instruction_text"], other_tokens).tolist() \
+        == instruction["instruction_tokens"]  # read in the checkpoint's own ids
 
 
 def test_policy_agent_refuses_another_resolution(saved, vocab_and_episodes):

@@ -37,11 +37,14 @@ def encode(vocab: Vocab, texts, width: int = 200) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def minilm(vocab):
-    """MiniLM loaded once, strictly offline."""
+    """MiniLM loaded once, strictly offline, reading dataset ids through the vocabulary
+    table (the mode of checkpoints made before text input; text input:
+    tests/models/test_text_encoders.py)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        encoder = TransformerInstructionEncoder(vocab, name="minilm", freeze=True)
+        encoder = TransformerInstructionEncoder(vocab, name="minilm", freeze=True,
+                                                input="vocab_table")
     return encoder
 
 

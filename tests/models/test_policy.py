@@ -249,11 +249,15 @@ def minilm_cma(vocab):
 
 def test_cma_with_frozen_minilm_sequence_equals_steps(vocab, minilm_cma):
     policy = minilm_cma
-    assert policy.describe()["instruction_encoder"] == "transformer:minilm"
+    assert policy.describe()["instruction_encoder"] == "transformer:minilm:text"
     assert "instruction_encoder.transformer." in policy.frozen_pretrained_prefixes()
     assert not any(k.startswith("instruction_encoder.transformer.")
                    for k in policy.checkpoint_state_dict())
     obs = random_sequence(vocab, 3, 2, seed=5)
+    # a text encoder reads its tokenizer's ids of the instruction text
+    text_ids = torch.from_numpy(policy.instruction_encoder.tokenizer.batch(
+        [{"text": INSTRUCTIONS[b % 3]} for b in range(2)]))
+    obs["instruction_tokens"] = text_ids.unsqueeze(0).expand(3, -1, -1).clone()
     masks = torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
     prev = torch.tensor([[0, 0], [1, 2], [3, 1]])
     logits, _, hidden = policy.forward_sequence(obs, policy.initial_hidden(2), prev, masks)
