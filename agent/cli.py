@@ -192,6 +192,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     help="backend YAML (default: houses; e.g. habitat_configs/habitat/vln_r2r.yaml)")
     ev.add_argument("--name", default=None, help="method name shown in reports (default: the "
                     "checkpoint's run name, or the agent's)")
+    ev.add_argument("--stop-gate", type=float, default=None, metavar="P",
+                    help="learned agents with a progress monitor: rule STOP out while the "
+                         "predicted progress is below P (a decoding rule; default: no gate)")
     ev.set_defaults(func=_handler("eval.evaluator:cli_eval"))
 
     rep = sub.add_parser("report", help="leaderboard report from run directories")

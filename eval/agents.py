@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -197,8 +197,12 @@ def limit_torch_threads(agent_spec: str, threads: int) -> None:
         torch.set_num_threads(max(1, int(threads)))
 
 
-def make_agent(spec: str, num_slots: int, data_dir: str, seed: int = 0):
-    """A baseline by name, or a learned agent from a checkpoint path."""
+def make_agent(spec: str, num_slots: int, data_dir: str, seed: int = 0,
+               stop_gate: Optional[float] = None):
+    """A baseline by name, or a learned agent from a checkpoint path (``stop_gate``: learned
+    agents with a progress monitor only; see PolicyAgent)."""
+    if stop_gate is not None and not (spec.endswith(".pt") or os.path.exists(spec)):
+        raise ValueError(f"--stop-gate applies to a learned checkpoint, not the {spec} agent")
     if spec in ("random", "handcrafted", "oracle-room") and not data_dir:
         raise ValueError(f"the {spec} agent needs --data DIR (it reads the dataset)")
     if spec == "random":
@@ -214,6 +218,6 @@ def make_agent(spec: str, num_slots: int, data_dir: str, seed: int = 0):
     if spec.endswith(".pt") or os.path.exists(spec):
         from agent.models.checkpoint_io import load_policy_agent
 
-        return load_policy_agent(spec, num_slots=num_slots)
+        return load_policy_agent(spec, num_slots=num_slots, stop_gate=stop_gate)
     raise ValueError(f"unknown agent {spec!r}: use one of {list(BASELINE_AGENTS)} "
                      "or a checkpoint path ending in .pt")

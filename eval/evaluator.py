@@ -192,6 +192,8 @@ def agent_identity(agent) -> Dict[str, Any]:
     policy = getattr(agent, "policy", None)
     if policy is not None and hasattr(policy, "state_dict"):
         identity["weights_sha1"] = module_weights_sha1(policy)
+    if getattr(agent, "stop_gate", None) is not None:
+        identity["stop_gate"] = agent.stop_gate
     return identity
 
 
@@ -338,7 +340,8 @@ def cli_eval(args) -> int:
 
         for split in args.split.split(","):
             require_split(data_dir, split)
-    agent = make_agent(args.agent, args.num_envs, data_dir, seed=args.seed)
+    agent = make_agent(args.agent, args.num_envs, data_dir, seed=args.seed,
+                       stop_gate=getattr(args, "stop_gate", None))
     data_dir = resolve_data_dir(data_dir, args.backend_config, agent)
     backend_cfg = load_backend_config(args.backend_config, data_dir)
     # a learned agent sees observations at the resolution it was trained with

@@ -115,8 +115,14 @@ class PolicyAgent:
 
     def __init__(self, policy: torch.nn.Module, featurizer: Any, *, num_slots: int,
                  name: str, run_meta: Optional[Dict[str, Any]] = None,
-                 data_dir: Optional[str] = None, vocab_sha1: Optional[str] = None):
+                 data_dir: Optional[str] = None, vocab_sha1: Optional[str] = None,
+                 stop_gate: Optional[float] = None):
         self.policy = policy.eval()
+        #: STOP only once the progress monitor predicts at least this (None: no gate)
+        self.stop_gate = None if stop_gate is None else float(stop_gate)
+        if self.stop_gate is not None and getattr(policy, "progress_head", None) is None:
+            raise ValueError(f"--stop-gate needs a checkpoint with a progress monitor; {name} "
+                             f"has none (model.policy.progress_monitor: false)")
         #: hash of the vocabulary the policy's token ids refer to
         self.vocab_sha1 = vocab_sha1 or policy.instruction_encoder.vocab_sha1
         self.featurizer = featurizer
@@ -124,7 +130,7 @@ class PolicyAgent:
         self.privileged = bool(getattr(policy, "point_goal", False))
         featurizer.point_goal = self.privileged
         self.num_slots = int(num_slots)
-        self.name = name
+        self.name = name if self.stop_gate is None else f"{name}+stop-gate{self.stop_gate:g}"
         self.run_meta = dict(run_meta or {})
         self.data_dir = data_dir
         #: backend keys the evaluator must render with (the resolution the policy learnt at)
@@ -177,7 +183,8 @@ class PolicyAgent:
             not_done_masks: Sequence[float], deterministic: bool = True) -> Tuple[List[int], Any]:
         inputs = self.featurizer.policy_inputs(observations)
         masks = np.asarray(not_done_masks, dtype=np.float32)
-        actions, state = self.policy.act(inputs, hidden, masks, deterministic=deterministic)
+        actions, state = self.policy.act(inputs, hidden, masks, deterministic=deterministic,
+                                         stop_gate=self.stop_gate)
         return [int(a) for a in actions.tolist()], state
 
     def act_rows(self, rows: Sequence[int], observations: Sequence[Mapping[str, Any]],
@@ -202,8 +209,10 @@ class PolicyAgent:
         return actions, hidden.scatter(rows, part)
 
 
-def load_policy_agent(path: str, num_slots: int, device: str = "cpu") -> PolicyAgent:
-    """The evaluator's agent for checkpoint ``path`` (nothing else needed)."""
+def load_policy_agent(path: str, num_slots: int, device: str = "cpu",
+                      stop_gate: Optional[float] = None) -> PolicyAgent:
+    """The evaluator's agent for checkpoint ``path`` (nothing else needed); ``stop_gate``:
+    see :class:`PolicyAgent`."""
     from agent.models.featurizer import ObservationFeaturizer
 
     checkpoint = load_checkpoint(path)
@@ -218,4 +227,4 @@ def load_policy_agent(path: str, num_slots: int, device: str = "cpu") -> PolicyA
     meta = run_meta_of(checkpoint, path)
     return PolicyAgent(policy, featurizer, num_slots=num_slots, name=meta["method"],
                        run_meta=meta, data_dir=checkpoint["data_dir"],
-                       vocab_sha1=checkpoint["vocab"]["sha1"])
+                       vocab_sha1=checkpoint["vocab"]["sha1"], stop_gate=stop_gate)

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from agent.models.checkpointing import FrozenPretrainedCheckpointMixin
 from agent.config import ModelConfig
-from agent.envs.base import NUM_ACTIONS, PRIVILEGED_PREFIX
+from agent.envs.base import NUM_ACTIONS, PRIVILEGED_PREFIX, STOP
 from agent.models.instruction_encoders import build_instruction_encoder, instruction_parts
 from agent.models.visual_encoders import DepthEncoder, RGBEncoder
 
@@ -394,23 +394,32 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
                 masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step: obs values (B, ...), hidden (B, layers, H), prev_actions (B,), masks (B,)
         -> logits (B, 4), values (B,), new hidden (B, layers, H)."""
-        step_obs = {k: _as_tensor(obs[k], self.device).unsqueeze(0)  # (1, B, ...)
-                    for k in POLICY_INPUT_KEYS if k in obs}
-        logits, values, new_hidden = self.forward_sequence(
-            step_obs, hidden, _as_tensor(prev_actions, self.device).view(1, -1),
-            _as_tensor(masks, self.device).view(1, -1))
+        logits, values, new_hidden = self.forward_sequence(*self._one_step(obs, hidden, prev_actions,
+                                                                           masks))
         batch = new_hidden.shape[0]
         assert logits[0].shape == (batch, NUM_ACTIONS) and values[0].shape == (batch,)
         return logits[0], values[0], new_hidden
 
+    def _one_step(self, obs: ObservationBatch, hidden: torch.Tensor, prev_actions: Any,
+                  masks: Any) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step's inputs as sequences of length 1 (forward_sequence's arguments)."""
+        step_obs = {k: _as_tensor(obs[k], self.device).unsqueeze(0)  # (1, B, ...)
+                    for k in POLICY_INPUT_KEYS if k in obs}
+        return (step_obs, hidden, _as_tensor(prev_actions, self.device).view(1, -1),
+                _as_tensor(masks, self.device).view(1, -1))
+
     @torch.no_grad()
     def act(self, observations: Union[ObservationBatch, Sequence[Mapping[str, Any]]],
             hidden: Optional[PolicyState], not_done_masks: Any,
-            deterministic: bool = True) -> Tuple[torch.Tensor, PolicyState]:
+            deterministic: bool = True, stop_gate: Optional[float] = None
+            ) -> Tuple[torch.Tensor, PolicyState]:
         """Agent interface: observations (a batch dict, or a list of per-env dicts),
         hidden = PolicyState or None, not_done_masks (B,) (0/False at an episode's first
         step) -> actions (B,) int64, the next PolicyState. Argmax when ``deterministic``,
-        else a sample from the action distribution."""
+        else a sample from the action distribution.
+
+        ``stop_gate`` (policies with a progress monitor): STOP is ruled out while the
+        predicted progress is below it (a decoding rule; the policy is unchanged)."""
         batch_obs = observations if isinstance(observations, Mapping) \
             else batch_observations(observations, getattr(self.instruction_encoder, "tokenizer", None))
         batch = int(_as_tensor(batch_obs["instruction_tokens"], self.device).shape[0])
@@ -418,7 +427,18 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         masks = torch.as_tensor(np.asarray(not_done_masks)) \
             if not isinstance(not_done_masks, torch.Tensor) else not_done_masks
         masks = masks.to(self.device, torch.float32).view(batch)
-        logits, _, rnn = self.forward(batch_obs, state.rnn, state.prev_actions, masks)
+        if stop_gate is None:
+            logits, _, rnn = self.forward(batch_obs, state.rnn, state.prev_actions, masks)
+        else:
+            if self.progress_head is None:
+                raise ValueError("a stop gate needs a policy with a progress monitor "
+                                 "(model.policy.progress_monitor)")
+            out = self.forward_sequence_outputs(*self._one_step(batch_obs, state.rnn,
+                                                                state.prev_actions, masks))
+            logits, rnn = out.logits[0], out.hidden
+            closed = out.progress[0] < float(stop_gate)  # (B,)
+            logits = logits.clone()
+            logits[closed, STOP] = float("-inf")
         if deterministic:
             actions = logits.argmax(dim=-1)
         else:
