@@ -184,15 +184,17 @@ def check_train_config(cfg: TrainConfig) -> None:
                 "backend.max_episode_steps": cfg.backend.max_episode_steps}
     # counts that may be null (= all / the default) but never zero or negative
     positive.update({key: value for key, value in (
-        ("total_updates", cfg.total_updates), ("num_workers", cfg.num_workers),
+        ("num_workers", cfg.num_workers),
         ("bc.max_episodes", cfg.bc.max_episodes), ("eval.max_episodes", cfg.eval.max_episodes),
         ("eval.sample", cfg.eval.sample), ("eval.num_workers", cfg.eval.num_workers),
         ("eval.selection_max_episodes", cfg.eval.selection_max_episodes)) if value is not None})
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+    # total_updates 0: stop before the first update (e.g. after the reward's pre-training)
     for key, value in (("keep_checkpoints", cfg.keep_checkpoints),
-                       ("torch_threads", cfg.torch_threads)):
+                       ("torch_threads", cfg.torch_threads),
+                       ("total_updates", 0 if cfg.total_updates is None else cfg.total_updates)):
         if value < 0:
             raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
     for key, value in (("backend.width", cfg.backend.width), ("backend.height", cfg.backend.height)):
