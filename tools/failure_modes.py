@@ -63,9 +63,7 @@ def summarise(stats: Dict[str, Any], blocked: float = 0.8) -> Dict[str, Any]:
     n = len(episodes)
     not_stuck = n - counts["stuck"]
     return {
-        "agent": stats.get("agent", {}).get("name") if isinstance(stats.get("agent"), dict)
-        else stats.get("agent"),
-        "split": stats.get("split"), "episodes": n,
+        "agent": stats.get("agent"), "split": stats.get("split"), "episodes": n,
         "shares": {m: counts[m] / n for m in MODES}, "counts": counts,
         "sr_not_stuck": counts["success"] / not_stuck if not_stuck else float("nan"),
     }

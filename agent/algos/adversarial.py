@@ -780,9 +780,11 @@ def bench_adversarial(config_path: Optional[str], overrides: Sequence[str] = (),
     return figures
 
 
-def _bench_variant(config_path: Optional[str], overrides: Sequence[str], variant: str,
-                   iterations: int, work: str) -> Dict[str, float]:
-    """One variant of :func:`bench_adversarial` -> its timing figures."""
+def bench_variant_trainer(config_path: Optional[str], overrides: Sequence[str], variant: str,
+                          out_dir: str, total_updates: int = 100000000) -> "AdversarialTrainer":
+    """A set-up trainer for a throughput benchmark of ``variant`` — ``ppo_gt`` (PPO on the
+    fixed distance reward), ``gail`` or ``airl`` — under one config: no discriminator
+    warm-up or pre-training, no frame budget, checkpoints out of the way."""
     from agent.algos.config import load_train_config
     from agent.algos.train import trainer_class
 
@@ -790,12 +792,20 @@ def _bench_variant(config_path: Optional[str], overrides: Sequence[str], variant
     reward_type = "gt_distance" if variant == "ppo_gt" else "learned"
     cfg = load_train_config(config_path, list(overrides) + [
         f"trainer={trainer_name}", f"rl.reward_type={reward_type}", f"name=bench_{variant}",
-        f"out_dir={os.path.join(work, variant)}", f"total_updates={iterations + 1}",
+        f"out_dir={out_dir}", f"total_updates={total_updates}",
         "rl.adversarial.warmup_disc_rounds=0", "rl.adversarial.pretrain_disc_updates=0",
-        "rl.adversarial.total_env_frames=100000000", "checkpoint_interval=100000",
+        "rl.adversarial.total_env_frames=1000000000", "checkpoint_interval=100000000",
         "progress=false"])
     trainer = trainer_class(trainer_name).from_config(cfg)
     trainer.setup()
+    return trainer
+
+
+def _bench_variant(config_path: Optional[str], overrides: Sequence[str], variant: str,
+                   iterations: int, work: str) -> Dict[str, float]:
+    """One variant of :func:`bench_adversarial` -> its timing figures."""
+    trainer = bench_variant_trainer(config_path, overrides, variant,
+                                    os.path.join(work, variant), total_updates=iterations + 1)
     try:
         trainer.run_iteration()  # warm-up: allocations, feature cache, first resets
         frames, start = trainer.counters.training_frames, time.perf_counter()

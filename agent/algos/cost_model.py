@@ -163,9 +163,9 @@ def _bc_trainer(config_path: Optional[str], overrides: Sequence[str], work: str)
 
 
 def build_phases(config_path: Optional[str], overrides: Sequence[str], work: str,
-                 seconds: float, episodes: int) -> Dict[str, Phase]:
-    """The phases of :data:`PHASES`, sharing one BC trainer (its feature cache and expert
-    store under ``work``)."""
+                 seconds: float, episodes: int) -> Tuple[Dict[str, Phase], Any]:
+    """(the phases of :data:`PHASES`, the BC trainer the imitation phases share — its
+    feature cache and expert store under ``work``; close it after use)."""
     from agent.algos.features import RolloutRequest, collect_episodes, record_expert_episodes
     from agent.datasets.trajectory_store import TrajectoryStore
 
@@ -229,30 +229,21 @@ def build_phases(config_path: Optional[str], overrides: Sequence[str], work: str
     for variant in ("ppo", "gail", "airl"):
         phases[variant] = Phase(variant, "frame", functools.partial(
             _rl_phase, config_path, overrides, variant, work, seconds))
-    phases["_trainer"] = trainer  # type: ignore[assignment]
-    return phases
+    return phases, trainer
 
 
 def _rl_phase(config_path: Optional[str], overrides: Sequence[str], variant: str, work: str,
               seconds: float, in_process: bool) -> Tuple[int, float]:
     """PPO on the fixed distance reward (``ppo``), GAIL or AIRL: timed iterations after a
     warm-up one -> (env frames, seconds)."""
-    from agent.algos.config import load_train_config
-    from agent.algos.train import trainer_class
+    from agent.algos.adversarial import bench_variant_trainer
 
-    trainer_name = "airl" if variant == "ppo" else variant
-    reward = "gt_distance" if variant == "ppo" else "learned"
     run_dir = os.path.join(work, f"{variant}_{'inproc' if in_process else 'workers'}")
-    cfg = load_train_config(config_path, list(overrides) + [
-        f"trainer={trainer_name}", f"rl.reward_type={reward}", f"name=bench_{variant}",
-        f"out_dir={run_dir}", "total_updates=100000000",
-        "rl.adversarial.warmup_disc_rounds=0", "rl.adversarial.pretrain_disc_updates=0",
-        "rl.adversarial.total_env_frames=1000000000", "checkpoint_interval=100000000",
-        "rl.init_from=null", "rl.reward.init_from=null",
-        "progress=false", f"rl.in_process_envs={str(in_process).lower()}", "features.cache=false",
-        f"features.cache_dir={os.path.join(work, 'features')}"])
-    trainer = trainer_class(trainer_name).from_config(cfg)
-    trainer.setup()
+    trainer = bench_variant_trainer(config_path, list(overrides) + [
+        "rl.init_from=null", "rl.reward.init_from=null", "features.cache=false",
+        f"rl.in_process_envs={str(in_process).lower()}",
+        f"features.cache_dir={os.path.join(work, 'features')}"],
+        "ppo_gt" if variant == "ppo" else variant, run_dir)
     try:
         trainer.run_iteration()  # warm-up: allocations, first resets
         frames0, start = trainer.counters.training_frames, time.perf_counter()
@@ -322,7 +313,7 @@ def bench_train(config_path: Optional[str] = None, overrides: Sequence[str] = ()
     rows: List[Dict[str, Any]] = []
     try:
         overrides = list(overrides) + [f"features.cache_dir={os.path.join(work, 'features')}"]
-        built = build_phases(config_path, overrides, work, seconds, episodes)
+        built, trainer = build_phases(config_path, overrides, work, seconds, episodes)
         instrument(timer)
         wanted = list(phases)
         if "bc_update" in wanted and "record" not in wanted:
@@ -335,7 +326,7 @@ def bench_train(config_path: Optional[str] = None, overrides: Sequence[str] = ()
                       f"{row['per_s_one_process']:.1f} in one process", flush=True)
                 if row["profile"]:
                     print(f"--- cProfile, {name}, one process ---\n{row['profile']}")
-        built["_trainer"].close()
+        trainer.close()
     finally:
         timer.restore()
         if work_dir is None:

@@ -19,8 +19,8 @@ The ruler stays fixed:
 """
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing as mp
 import os
 import time
 from dataclasses import asdict
@@ -53,31 +53,6 @@ def _existing_house_paths(args: Tuple[Any, ...]) -> Dict[str, Any]:
     return {"scene_id": scene_id, "splits": {label: sample_paths(plan, nav, cfg, rng, n, pairs, label)}}
 
 
-def _new_house_paths(args: Tuple[Any, ...]) -> Dict[str, Any]:
-    """Worker: a new standard-material house, written beside the others, and its paths."""
-    from agent.datasets.builder import build_house
-
-    return build_house(args)
-
-
-def _run_jobs(func, jobs: List[tuple], workers: int, desc: str) -> List[Dict[str, Any]]:
-    from tqdm import tqdm
-
-    from agent.envs.vector_env import _worker_environment
-
-    if not jobs:
-        return []
-    if workers <= 1:
-        return [func(j) for j in tqdm(jobs, desc=desc, unit="house")]
-    with _worker_environment():
-        pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
-    try:
-        return list(tqdm(pool.imap(func, jobs), total=len(jobs), desc=desc, unit="house"))
-    finally:
-        pool.close()
-        pool.join()
-
-
 def _out_of_vocab(texts: Sequence[str], vocab) -> List[str]:
     from agent.datasets.vocab import tokenize
 
@@ -90,8 +65,8 @@ def augment_dataset(data_dir: str, name: str = "train_aug", *, paths_per_house: 
                     workers: Optional[int] = None) -> Dict[str, Any]:
     """Write the augmented split ``name`` of the houses dataset ``data_dir`` (module
     docstring) and return its summary (also written to ``DIR/{name}/augment.json``)."""
-    from agent.datasets.builder import (SPLITS, BuildConfig, _episodes_for_split,
-                                        _fairness_report, _check_valid)
+    from agent.datasets.builder import (SPLITS, BuildConfig, _check_valid, _episodes_for_split,
+                                        _fairness_report, build_house, map_houses)
     from agent.datasets.episodes import load_gt, load_split, split_paths, write_gt, write_split
 
     t0 = time.time()
@@ -105,8 +80,6 @@ def augment_dataset(data_dir: str, name: str = "train_aug", *, paths_per_house: 
     if not os.path.exists(build_path):
         raise FileNotFoundError(f"{build_path} not found: `data augment` extends a houses "
                                 f"dataset built by `langnav data build`")
-    import json
-
     with open(build_path) as f:
         build = json.load(f)
     cfg = BuildConfig(**build["config"])
@@ -134,11 +107,11 @@ def augment_dataset(data_dir: str, name: str = "train_aug", *, paths_per_house: 
     workers = workers if workers is not None else (os.cpu_count() or 1)
     jobs = [(cfg, scenes_dir, scene, (build_seed, seed, i, 104729), paths_per_house,
              used[scene], name) for i, scene in enumerate(scenes)] if paths_per_house else []
-    houses = _run_jobs(_existing_house_paths, jobs, workers, "paths in train houses")
+    houses = map_houses(jobs, workers, _existing_house_paths, "paths in train houses")
     n_new = new_house_paths if new_house_paths is not None else cfg.train_paths_per_house
     new_jobs = [(cfg, scenes_dir, f"a{i:04d}", build_seed * 100003 + NEW_HOUSE_SEED_OFFSET + i,
                  "standard", {name: n_new}) for i in range(new_houses)]
-    new = _run_jobs(_new_house_paths, new_jobs, workers, "new train houses")
+    new = map_houses(new_jobs, workers, build_house, "new train houses")
 
     dropped: List[str] = []
     dropped_paths = 0
@@ -188,8 +161,6 @@ def augment_dataset(data_dir: str, name: str = "train_aug", *, paths_per_house: 
 
 def augment_info(data_dir: str, split: str) -> Optional[Dict[str, Any]]:
     """``DIR/{split}/augment.json`` of an augmented split, else None."""
-    import json
-
     path = os.path.join(data_dir, split, "augment.json")
     if not os.path.exists(path):
         return None

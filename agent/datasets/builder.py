@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -379,18 +379,22 @@ def _fairness_report(houses_by_split: Dict[str, Sequence[Dict[str, Any]]],
     return report
 
 
-def _map_houses(jobs: List[tuple], workers: int) -> List[Dict[str, Any]]:
+def map_houses(jobs: List[tuple], workers: int, func: Callable[[tuple], Dict[str, Any]] = build_house,
+               desc: str = "houses") -> List[Dict[str, Any]]:
+    """``func`` (default :func:`build_house`) over ``jobs`` in ``workers`` spawned processes
+    (in order, with a progress bar)."""
     from tqdm import tqdm
 
     from agent.envs.vector_env import _worker_environment
 
+    if not jobs:
+        return []
     if workers <= 1:
-        return [build_house(j) for j in tqdm(jobs, desc="houses", unit="house")]
+        return [func(j) for j in tqdm(jobs, desc=desc, unit="house")]
     with _worker_environment():
-        pool = mp.get_context("spawn").Pool(workers)
+        pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
     try:
-        return list(tqdm(pool.imap(build_house, jobs), total=len(jobs), desc="houses",
-                         unit="house"))
+        return list(tqdm(pool.imap(func, jobs), total=len(jobs), desc=desc, unit="house"))
     finally:
         pool.close()
         pool.join()
@@ -416,7 +420,7 @@ def build_dataset(cfg: BuildConfig, out_dir: str, seed: int = 0,
     jobs += [(cfg, scenes_dir, f"u{i:04d}", seed * 100003 + 50000 + i, "heldout",
               {"val_unseen": cfg.val_unseen_paths_per_house}) for i in range(cfg.unseen_houses)]
     workers = workers if workers is not None else min(os.cpu_count() or 1, len(jobs))
-    houses = _map_houses(jobs, workers)
+    houses = map_houses(jobs, workers)
     seen, unseen = houses[:cfg.train_houses], houses[cfg.train_houses:]
     houses_by_split = {"train": seen, "val_seen": seen, "val_unseen": unseen}
 

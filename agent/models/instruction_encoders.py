@@ -42,6 +42,7 @@ as :attr:`vocab_sha1` for checkpoints.
 """
 from __future__ import annotations
 
+import abc
 import collections
 import hashlib
 import importlib.util
@@ -129,7 +130,7 @@ def _masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- tokenizers
 
-class InstructionTokenizer:
+class InstructionTokenizer(abc.ABC):
     """An instruction -> the encoder's input ids (``width``,) int64, 0-padded; see the module
     docstring. Results are memoised per distinct input and counted once each:
     :meth:`stats` gives the instructions seen, those with unknown words (and the words),
@@ -145,8 +146,9 @@ class InstructionTokenizer:
         self.reset_stats()
 
     @property
+    @abc.abstractmethod
     def identity(self) -> str:
-        raise NotImplementedError
+        """The tokenizer's name in reports (its vocabulary or model)."""
 
     def reset_stats(self) -> None:
         self.instructions = 0
@@ -198,11 +200,13 @@ class InstructionTokenizer:
         rows = [self.ids(*instruction_parts(i)) for i in instructions]
         return np.stack(rows) if rows else np.zeros((0, self.width), dtype=np.int64)
 
+    @abc.abstractmethod
     def _memo_key(self, text: Optional[str], tokens: Any) -> Any:
-        raise NotImplementedError
+        """What identifies an instruction's ids (memo key)."""
 
+    @abc.abstractmethod
     def _encode(self, text: Optional[str], tokens: Any) -> np.ndarray:
-        raise NotImplementedError
+        """The (width,) ids of one instruction (uncached)."""
 
     def _pad(self, ids: Sequence[int]) -> np.ndarray:
         out = np.zeros(self.width, dtype=np.int64)
