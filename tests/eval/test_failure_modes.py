@@ -64,3 +64,42 @@ def test_summary_of_a_real_evaluation(tiny_dataset, tmp_path, capsys):
     assert tool.main([str(stats_path)]) == 0
     assert "early_stop" in capsys.readouterr().out
     assert tool.main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_route_followed_on_a_straight_path():
+    tool = load_tool()
+    reference = [[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]]
+    walked = [[0.25 * i, 0.0, 0.0] for i in range(9)]  # 0 .. 2 m along the path
+    # every path point up to 2.5 m is within 0.5 m of the walk: 2.5 / 4 of the route
+    assert tool.route_followed(reference, walked, radius=0.5) == pytest.approx(0.625)
+    assert tool.route_followed(reference, walked, radius=2.0) == pytest.approx(1.0)
+    # a walk that starts 1 m off the route's start has followed none of it at 0.5 m
+    assert tool.route_followed(reference, [[0.0, 0.0, 1.0]], radius=0.5) == 0.0
+    # later points do not count once a gap opened: the walk jumps from 0 m to 3 m
+    jump = [[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]]
+    assert tool.route_followed(reference, jump, radius=0.5) == pytest.approx(0.5 / 4)
+    assert tool.route_followed([[1.0, 0.0, 1.0]], [[5.0, 0.0, 5.0]]) == 1.0
+
+
+def test_route_view_of_real_evaluations(tiny_dataset, tmp_path, capsys):
+    """The expert ends in the goal's room having followed its whole route; the random
+    agent, started in the same places, follows far less of it."""
+    from agent.cli import main as langnav
+
+    tool = load_tool()
+    summaries = {}
+    for agent in ("expert", "random"):
+        out = tmp_path / agent
+        assert langnav(["eval", "--agent", agent, "--data", tiny_dataset, "--split",
+                        "val_unseen", "--out", str(out), "--max-episodes", "6"]) == 0
+        with open(out / "stats_val_unseen.json") as f:
+            summaries[agent] = tool.route_summary(json.load(f), tiny_dataset)
+    expert, random_agent = summaries["expert"], summaries["random"]
+    assert expert["places"]["goal_room"] == 1.0
+    assert expert["route_followed_mean"] == pytest.approx(1.0)
+    assert sum(random_agent["places"].values()) == pytest.approx(1.0)
+    assert random_agent["route_followed_mean"] < 0.6
+    stats_path = tmp_path / "random" / "stats_val_unseen.json"
+    assert tool.main([str(stats_path), "--data", tiny_dataset]) == 0
+    assert "goal_room" in capsys.readouterr().out
+    assert tool.main([str(stats_path), "--data", str(tmp_path / "nowhere")]) == 2
