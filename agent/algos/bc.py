@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from agent.algos.base_trainer import BaseTrainer
 from agent.algos.config import TrainConfig
 
-__all__ = ["BCTrainer", "imitation_loss", "progress_loss"]
+__all__ = ["BCTrainer", "imitation_loss", "progress_loss", "attention_window_loss"]
 
 
 def progress_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -40,6 +40,34 @@ def progress_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     if not bool(known.any()):
         return predicted.sum() * 0.0
     return ((predicted[known] - target[known]) ** 2).mean()
+
+
+def attention_window_loss(attention: torch.Tensor, mask: torch.Tensor, progress: torch.Tensor,
+                          sigma: float) -> torch.Tensor:
+    """Text-attention supervision without word alignments: the instruction is read in
+    order, so at a step where a share ``p`` of the path is walked the policy should attend
+    near the share ``p`` of the instruction. A token at relative position r = j / (n - 1)
+    among the row's n real tokens gets the window weight w = exp(-(r - p)^2 / (2 sigma^2));
+    the loss is -log(sum_j attention_j * w_j), the mean over steps with a finite ``p``
+    (a sharp attention anywhere inside the window costs little, one far outside costs much).
+
+    attention (T, B, L) rows summing to 1 over real tokens, mask (T, B, L) bool, progress
+    (T, B) with NaN where unknown -> scalar (0 with a graph when no step has a target)."""
+    if attention.shape != mask.shape or attention.shape[:2] != progress.shape:
+        raise ValueError(f"attention {tuple(attention.shape)}, mask {tuple(mask.shape)} and "
+                         f"progress {tuple(progress.shape)} do not match")
+    if sigma <= 0:
+        raise ValueError(f"attention window sigma must be > 0, got {sigma}")
+    known = torch.isfinite(progress)
+    if not bool(known.any()):
+        return attention.sum() * 0.0
+    attention, mask, target = attention[known], mask[known], progress[known]  # (K, L), (K,)
+    real = mask.float()
+    count = real.sum(1, keepdim=True)  # (K, 1)
+    position = (real.cumsum(1) - 1.0) / (count - 1.0).clamp(min=1.0)  # r of each real token
+    window = torch.exp(-(position - target[:, None]) ** 2 / (2.0 * sigma ** 2)) * real
+    mass = (attention * window).sum(1)
+    return -torch.log(mass.clamp(min=1e-8)).mean()
 
 
 def imitation_loss(logits: torch.Tensor, actions: torch.Tensor,
@@ -235,6 +263,14 @@ class BCTrainer(BaseTrainer):
         losses = {"action_loss": action_loss}
         if out.progress is not None:
             losses["progress_loss"] = progress_loss(out.progress, batch["progress"].to(self.device))
+        if self.config.bc.attention_coef > 0:
+            if out.text_attention is None:
+                raise ValueError(f"bc.attention_coef > 0 needs a policy that attends to the "
+                                 f"instruction's tokens (model.policy.type cma), not "
+                                 f"{self.policy.policy_type!r}")
+            losses["attention_loss"] = attention_window_loss(
+                out.text_attention, out.text_attention_mask,
+                batch["progress"].to(self.device), self.config.bc.attention_sigma)
         for name, head_logits in (("room_type", out.room_type_logits),
                                   ("wall_colour", out.wall_colour_logits)):
             if head_logits is not None:
@@ -244,7 +280,8 @@ class BCTrainer(BaseTrainer):
         self.check_finite(losses)
         loss = action_loss + self.config.bc.progress_coef * losses.get("progress_loss", 0.0) \
             + self.config.bc.room_coef * (losses.get("room_type_loss", 0.0)
-                                          + losses.get("wall_colour_loss", 0.0))
+                                          + losses.get("wall_colour_loss", 0.0)) \
+            + self.config.bc.attention_coef * losses.get("attention_loss", 0.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         metrics = {name: float(value.detach()) for name, value in losses.items()}
@@ -297,6 +334,12 @@ class BCTrainer(BaseTrainer):
                 part.close()
         return True
 
+    @property
+    def needs_progress_targets(self) -> bool:
+        """The share of the path walked per step is a target of the progress monitor and of
+        the text-attention supervision."""
+        return self.policy.progress_head is not None or self.config.bc.attention_coef > 0
+
     def training_datasets(self, sources: Sequence[Tuple[str, Sequence[str]]]) -> List[Any]:
         """One TrajectoryDataset per non-empty source, reading the policy's observation
         fields (and the poses its derived inputs and targets need)."""
@@ -304,7 +347,7 @@ class BCTrainer(BaseTrainer):
         from agent.datasets.torch_dataset import TrajectoryDataset
 
         fields = [f for f in OBSERVATION_FIELDS if f in (self.featurizer.rgb_field, "depth")]
-        if self.policy.point_goal or self.policy.progress_head is not None \
+        if self.policy.point_goal or self.needs_progress_targets \
                 or self.policy.room_type_head is not None:
             fields += ["positions", "headings"]
         parts = [TrajectoryDataset(path, keys=list(keys), fields=fields,
@@ -381,7 +424,7 @@ class BCTrainer(BaseTrainer):
         if self.policy.room_type_head is not None:
             item["room_type"], item["wall_colour"] = self.room_labels(
                 str(item["metadata"]["scene_id"]), item["positions"].numpy()[:steps])
-        if self.policy.progress_head is not None:
+        if self.needs_progress_targets:
             if item["metadata"].get("source") == "expert":
                 item["progress"] = torch.from_numpy(progress_targets(item["positions"].numpy(), steps))
             else:

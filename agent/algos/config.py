@@ -76,6 +76,13 @@ class BCConfig:
                   "VLN-CE: 1.0), supervised on expert records only")
     room_coef: float = config_field(
         0.5, help="weight of each room head's cross-entropy (model.policy.room_heads)")
+    attention_coef: float = config_field(
+        0.0, help="weight of the text-attention supervision (CMA; 0 = off): -log of the "
+                  "attention mass that falls in a window of the instruction around the share "
+                  "of the path walked (a token at relative position r gets weight "
+                  "exp(-(r - progress)^2 / 2 sigma^2)); expert records only")
+    attention_sigma: float = config_field(
+        0.15, help="width of that window, as a share of the instruction's tokens")
     bucket_by_length: bool = config_field(
         True, help="with in_memory: batches of episodes of similar length (windows of 8 "
                    "batches sorted by length, batches shuffled), less padding to compute")

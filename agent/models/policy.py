@@ -96,6 +96,9 @@ class SequenceOutputs(NamedTuple):
     progress: Optional[torch.Tensor]  # (T, B) in [0, 1] with a progress monitor, else None
     room_type_logits: Optional[torch.Tensor] = None  # (T, B, ROOM_CLASSES) with room heads
     wall_colour_logits: Optional[torch.Tensor] = None  # (T, B, COLOUR_CLASSES) with room heads
+    # CMA: each step's attention over its instruction's tokens and which tokens are real
+    text_attention: Optional[torch.Tensor] = None  # (T, B, L') weights, 0 on padding
+    text_attention_mask: Optional[torch.Tensor] = None  # (T, B, L') bool
 
 
 def point_goal_features(distance: Any, bearing: Any) -> np.ndarray:
@@ -166,23 +169,27 @@ def run_masked_gru(gru: nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor,
 
 
 def masked_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                     mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     mask: Optional[torch.Tensor] = None, return_weights: bool = False
+                     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """Scaled dot-product attention of one query per row.
 
     query (N, K), keys (N, M, K), values (N, M, V), mask (N, M) bool (True = attend;
-    every row needs one True) -> (N, V)."""
+    every row needs one True) -> (N, V), and the weights (N, M) with ``return_weights``."""
     logits = torch.einsum("nk,nmk->nm", query, keys) / (query.shape[-1] ** 0.5)
     if mask is not None:
         logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
     weights = F.softmax(logits, dim=1)  # (N, M)
-    return torch.einsum("nm,nmv->nv", weights, values)
+    attended = torch.einsum("nm,nmv->nv", weights, values)
+    return (attended, weights) if return_weights else attended
 
 
 def attend_instructions(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                        mask: torch.Tensor, index: torch.Tensor, t_len: int) -> torch.Tensor:
+                        mask: torch.Tensor, index: torch.Tensor, t_len: int
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`masked_attention` of N = T*B time-major rows over the tokens of their own
     instruction: query (N, K); keys (U, L', K), values (U, L', V), mask (U, L') of the U
-    distinct instructions; index (N,) row -> instruction -> (N, V).
+    distinct instructions; index (N,) row -> instruction -> attended (N, V) and the
+    attention weights (N, L') (0 on padding).
 
     When every column b keeps one instruction over the T steps (teacher forcing, evaluation
     steps) the rows are attended per column with one batched matmul instead of copying the
@@ -196,9 +203,12 @@ def attend_instructions(query: torch.Tensor, keys: torch.Tensor, values: torch.T
         q = query.view(t_len, batch, -1).transpose(0, 1)  # (B, T, K)
         logits = torch.bmm(q, keys[first].transpose(1, 2)) / (query.shape[-1] ** 0.5)  # (B, T, L')
         logits = logits.masked_fill(~mask[first].unsqueeze(1), torch.finfo(logits.dtype).min)
-        attended = torch.bmm(F.softmax(logits, dim=2), values[first])  # (B, T, V)
-        return attended.transpose(0, 1).reshape(rows, -1)  # (T*B, V), time-major
-    return masked_attention(query, keys[index], values[index], mask[index])
+        weights = F.softmax(logits, dim=2)  # (B, T, L')
+        attended = torch.bmm(weights, values[first])  # (B, T, V)
+        # (T*B, V) and (T*B, L'), time-major
+        return (attended.transpose(0, 1).reshape(rows, -1),
+                weights.transpose(0, 1).reshape(rows, -1))
+    return masked_attention(query, keys[index], values[index], mask[index], return_weights=True)
 
 
 def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
@@ -339,9 +349,11 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
     # ------------------------------------------------------------------ forward
     def _recurrent_core(self, encoded: EncodedObservations, prev_embedding: torch.Tensor,
                         hidden: torch.Tensor, masks: torch.Tensor
-                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+                        ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """encoded (N = T*B rows), prev_embedding (N, E), hidden (layers, B, H),
-        masks (T, B) -> features (T, B, H), hidden (layers, B, H)."""
+        masks (T, B) -> features (T, B, H), hidden (layers, B, H), and the attention
+        weights over the instruction tokens (N, L') of a policy that attends to them (else
+        None)."""
         raise NotImplementedError
 
     def forward_sequence(self, obs: ObservationBatch, hidden: torch.Tensor,
@@ -374,7 +386,8 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         encoded = self.encode_observations(flat_obs, self.episode_feature_mask(t_len, batch))
         prev_embedding = self._embed_prev_actions(prev_actions.reshape(-1), masks.reshape(-1))
         rnn_hidden = _as_tensor(hidden, device).transpose(0, 1).contiguous()  # (layers, B, H)
-        features, rnn_hidden = self._recurrent_core(encoded, prev_embedding, rnn_hidden, masks)
+        features, rnn_hidden, attention = self._recurrent_core(encoded, prev_embedding,
+                                                               rnn_hidden, masks)
         logits = self.action_head(features)  # (T, B, 4)
         values = self.value_head(features).squeeze(-1)  # (T, B)
         progress = None
@@ -388,7 +401,12 @@ class RecurrentNavPolicy(FrozenPretrainedCheckpointMixin, nn.Module):
         assert logits.shape == (t_len, batch, NUM_ACTIONS), logits.shape
         assert values.shape == (t_len, batch), values.shape
         assert new_hidden.shape == (batch, self.num_recurrent_layers, self.hidden_size)
-        return SequenceOutputs(logits, values, new_hidden, progress, room_type, wall_colour)
+        attention_mask = None
+        if attention is not None:
+            attention = attention.view(t_len, batch, -1)  # (T, B, L')
+            attention_mask = encoded.text_mask[encoded.text_index].view(t_len, batch, -1)
+        return SequenceOutputs(logits, values, new_hidden, progress, room_type, wall_colour,
+                               attention, attention_mask)
 
     def forward(self, obs: ObservationBatch, hidden: torch.Tensor, prev_actions: torch.Tensor,
                 masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -507,8 +525,9 @@ class CMAPolicy(RecurrentNavPolicy):
         # keys of each distinct instruction once (a Linear over every step's copy of the
         # tokens was most of a BC update), then each row reads its instruction's
         keys = self.text_keys(encoded.text_features)  # (U, L', H/2)
-        text = attend_instructions(self.state_query(state), keys, encoded.text_features,
-                                   encoded.text_mask, encoded.text_index, t_len)  # (N, D)
+        text, attention = attend_instructions(
+            self.state_query(state), keys, encoded.text_features, encoded.text_mask,
+            encoded.text_index, t_len)  # (N, D), (N, L')
         text_query = self.text_query(text)  # (N, H/2)
         rgb = self._attend_spatial(text_query, encoded.rgb_spatial, self.rgb_keys_values)
         depth = self._attend_spatial(text_query, encoded.depth_spatial, self.depth_keys_values)
@@ -516,7 +535,7 @@ class CMAPolicy(RecurrentNavPolicy):
                                               dim=1))
         features, action_hidden = run_masked_gru(
             self.action_gru, joint.view(t_len, batch, self.hidden_size), hidden[1:2], masks)
-        return features, torch.cat([state_hidden, action_hidden], dim=0)
+        return features, torch.cat([state_hidden, action_hidden], dim=0), attention
 
 
 class Seq2SeqPolicy(RecurrentNavPolicy):
@@ -535,12 +554,13 @@ class Seq2SeqPolicy(RecurrentNavPolicy):
 
     def _recurrent_core(self, encoded: EncodedObservations, prev_embedding: torch.Tensor,
                         hidden: torch.Tensor, masks: torch.Tensor
-                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+                        ) -> Tuple[torch.Tensor, torch.Tensor, None]:
         t_len, batch = masks.shape
         goal = [] if encoded.point_goal is None else [encoded.point_goal]
         joint = torch.cat([encoded.text_sentence, encoded.rgb_pooled, encoded.depth_pooled,
                            prev_embedding] + goal, dim=1)  # (N, input_size)
-        return run_masked_gru(self.gru, joint.view(t_len, batch, -1), hidden, masks)
+        features, hidden = run_masked_gru(self.gru, joint.view(t_len, batch, -1), hidden, masks)
+        return features, hidden, None
 
 
 POLICY_CLASSES = {"cma": CMAPolicy, "seq2seq": Seq2SeqPolicy}

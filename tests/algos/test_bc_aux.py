@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent.algos.bc import BCTrainer, progress_loss
+from agent.algos.bc import BCTrainer, attention_window_loss, progress_loss
 from agent.algos.config import load_train_config
 from agent.datasets.torch_dataset import progress_targets
 from agent.datasets.trajectory_store import TrajectoryStore
@@ -125,6 +125,8 @@ def test_mid_level_features_progress_monitor_and_point_goal_train(tiny_dataset, 
     assert losses[-1]["action_loss"] < losses[0]["action_loss"]
     assert losses[-1]["room_type_loss"] < 0.5 * losses[0]["room_type_loss"]
     assert losses[-1]["wall_colour_loss"] < 0.5 * losses[0]["wall_colour_loss"]
+    for part in dataset.datasets:
+        part.close()  # later tests of this module open the same store for writing
 
 
 def test_a_policy_refuses_features_it_was_not_built_for():
@@ -142,3 +144,62 @@ def test_a_policy_refuses_features_it_was_not_built_for():
         RGBEncoder(layers=(7, 14))  # strides 8 and 16 need a common grid
     with pytest.raises(ValueError, match="layers"):
         RGBEncoder(layers=(25,))
+
+
+def test_attention_window_loss_by_hand():
+    attention = torch.tensor([[[1.0, 0.0, 0.0, 0.0]], [[0.0, 0.5, 0.5, 0.0]]])  # (T=2, B=1, L=4)
+    mask = torch.tensor([[[True, True, True, False]]] * 2)  # 3 real tokens: r = 0, 0.5, 1
+    # all the mass on the first token at progress 0: inside the window, no loss
+    at_start = attention_window_loss(attention[:1], mask[:1], torch.tensor([[0.0]]), 0.5)
+    assert float(at_start) == pytest.approx(0.0, abs=1e-7)
+    # the same attention at progress 1 (r - p = -1, sigma 0.5): -log exp(-2) = 2
+    at_end = attention_window_loss(attention[:1], mask[:1], torch.tensor([[1.0]]), 0.5)
+    assert float(at_end) == pytest.approx(2.0, rel=1e-5)
+    # step 2: half on r = 0.5 (weight 1), half on r = 1 (weight exp(-0.5)) at p = 0.5
+    both = attention_window_loss(attention, mask, torch.tensor([[float("nan")], [0.5]]), 0.5)
+    assert float(both) == pytest.approx(-math.log(0.5 + 0.5 * math.exp(-0.5)), rel=1e-5)
+    none = attention_window_loss(attention, mask, torch.full((2, 1), float("nan")), 0.5)
+    assert float(none) == 0.0
+    with pytest.raises(ValueError, match="sigma"):
+        attention_window_loss(attention, mask, torch.zeros(2, 1), 0.0)
+
+
+def test_instruction_attention_weights_are_the_rows_own():
+    """attend_instructions' batched path (one instruction per column) returns the same
+    values and weights as attending row by row over each row's own tokens."""
+    from agent.models.policy import attend_instructions, masked_attention
+
+    torch.manual_seed(0)
+    t_len, batch, length, dim = 3, 2, 5, 4
+    keys, values = torch.randn(2, length, dim), torch.randn(2, length, 6)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    index = torch.tensor([0, 1] * t_len)  # time-major rows, column b reads instruction b
+    query = torch.randn(t_len * batch, dim)
+    attended, weights = attend_instructions(query, keys, values, mask, index, t_len)
+    ref, ref_weights = masked_attention(query, keys[index], values[index], mask[index],
+                                        return_weights=True)
+    torch.testing.assert_close(attended, ref)
+    torch.testing.assert_close(weights, ref_weights)
+    assert float(weights[1, 3:].abs().sum()) == 0.0  # padding gets no attention
+    torch.testing.assert_close(weights.sum(1), torch.ones(t_len * batch))
+
+
+def test_text_attention_supervision_trains(tiny_dataset, features_dir, tmp_path):
+    cfg = aux_config(tiny_dataset, tmp_path / "run", features_dir, "bc.attention_coef=1.0",
+                     "bc.attention_sigma=0.1")
+    trainer = BCTrainer.from_config(cfg)
+    assert trainer.policy.progress_head is None and trainer.needs_progress_targets
+    sources = [(trainer.expert_store_path(), trainer.ensure_expert_data())]
+    dataset = torch.utils.data.ConcatDataset(trainer.training_datasets(sources))
+    rows = trainer.batch_source(dataset, sources)([0, 3, 5])
+    out = trainer.policy.forward_sequence_outputs(
+        rows["observations"], trainer.policy.initial_hidden(3), rows["prev_actions"],
+        rows["episode_start_masks"])
+    assert out.text_attention.shape == out.text_attention_mask.shape
+    assert out.text_attention.shape[:2] == rows["actions"].shape
+    torch.manual_seed(0)
+    losses = [trainer.update(rows) for _ in range(40)]
+    for part in dataset.datasets:
+        part.close()
+    assert losses[-1]["attention_loss"] < 0.7 * losses[0]["attention_loss"]
+    assert losses[-1]["action_loss"] < losses[0]["action_loss"]
