@@ -16,6 +16,10 @@ floor plans and the episodes' reference paths:
   room's type (``same_type``), in another room the reference path crosses (``on_path``), in
   the start room (``start_room``), or elsewhere (``elsewhere``) — tells a route-following
   failure (ended off the route) from a grounding failure at the goal (right room, wrong spot);
+* **whether it reads the first direction word**: over the episodes whose first clause (text
+  before the first comma or full stop) names one side ("turn left", "make a right"; "turn
+  around" excluded), the share whose first turn goes to that side (the expert's share beside
+  it: 1.0 up to turns the wording does not start with);
 * **how much of the route it followed**: the share of the reference path's length, from the
   start, along which every point was passed within ``--radius`` metres (1.0 = walked the
   whole route, whatever happened after).
@@ -29,12 +33,13 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 MODES = ("success", "stuck", "no_stop", "early_stop", "wrong_stop")
 PLACES = ("goal_room", "same_type", "on_path", "start_room", "elsewhere")
-MOVE_FORWARD = 1
+MOVE_FORWARD, TURN_LEFT, TURN_RIGHT = 1, 2, 3
 
 
 def blocked_forward_share(episode: Dict[str, Any], tol: float = 1e-6) -> float:
@@ -117,22 +122,42 @@ def end_place(plan: Any, episode: Dict[str, Any], stats_episode: Dict[str, Any])
     return "elsewhere"
 
 
+def named_first_side(text: str) -> Optional[int]:
+    """TURN_LEFT / TURN_RIGHT when the instruction's first clause names exactly one side
+    (and is not a turn around), else None."""
+    clause = re.split(r"[.,;]", text.lower(), maxsplit=1)[0]
+    words = re.findall(r"[a-z]+", clause)
+    if "around" in words or ("u" in words and "turn" in words):
+        return None
+    left, right = "left" in words, "right" in words
+    if left == right:
+        return None
+    return TURN_LEFT if left else TURN_RIGHT
+
+
+def first_turn(actions: Sequence[int]) -> Optional[int]:
+    return next((a for a in actions if a in (TURN_LEFT, TURN_RIGHT)), None)
+
+
 def route_summary(stats: Dict[str, Any], data_dir: str, radius: float = 2.0) -> Dict[str, Any]:
     """Shares of PLACES (all episodes and the failures alone) and the route-followed
     figures of one stats file, against the dataset in ``data_dir``."""
-    from agent.datasets.episodes import load_split, split_paths
+    from agent.datasets.episodes import load_gt, load_split, split_paths
     from agent.envs.houses.floorplan import FloorPlan
     from agent.envs.houses.generator import floorplan_path_for
 
     split = stats.get("split")
     if not split:
         raise ValueError("the stats file names no split")
-    episodes, _ = load_split(split_paths(data_dir, split)[0])
+    episode_path, gt_path = split_paths(data_dir, split)
+    episodes, _ = load_split(episode_path)
+    gt = load_gt(gt_path)
     by_id = {str(ep["episode_id"]): ep for ep in episodes}
     plans: Dict[str, Any] = {}
     places: List[str] = []
     failed: List[str] = []
     followed: List[float] = []
+    sided = agent_side = expert_side = 0
     for eid, entry in stats["episodes"].items():
         if eid not in by_id:
             raise KeyError(f"episode {eid} of the stats file is not in {data_dir}'s {split}")
@@ -147,6 +172,11 @@ def route_summary(stats: Dict[str, Any], data_dir: str, radius: float = 2.0) -> 
             failed.append(place)
         followed.append(route_followed(ep["reference_path"],
                                        entry["trajectory"]["positions"], radius))
+        side = named_first_side(str(ep["instruction"]["instruction_text"]))
+        if side is not None:
+            sided += 1
+            agent_side += first_turn(entry["trajectory"]["actions"]) == side
+            expert_side += first_turn(gt[eid]["actions"]) == side
     n = len(places)
     ordered = sorted(followed)
     return {
@@ -157,6 +187,9 @@ def route_summary(stats: Dict[str, Any], data_dir: str, radius: float = 2.0) -> 
         "route_followed_median": ordered[n // 2] if n % 2 else
         0.5 * (ordered[n // 2 - 1] + ordered[n // 2]),
         "route_left_in_first_quarter": sum(f < 0.25 for f in followed) / n,
+        "named_side_episodes": sided,
+        "first_turn_to_named_side": agent_side / sided if sided else float("nan"),
+        "expert_first_turn_to_named_side": expert_side / sided if sided else float("nan"),
     }
 
 
@@ -213,6 +246,12 @@ def main(argv: Sequence[str] = ()) -> int:
               + "".join(f"{row['shares'][m]:>12.3f}" for m in MODES)
               + f"{row['sr_not_stuck']:>14.3f}")
     if args.data:
+        print("\nfirst turn to the side the first clause names (agent, expert, episodes)")
+        for row in rows:
+            route = row["route"]
+            print(f"{row['file'][-60:]:<60}{route['first_turn_to_named_side']:>8.3f}"
+                  f"{route['expert_first_turn_to_named_side']:>8.3f}"
+                  f"{route['named_side_episodes']:>6}")
         print(f"\nwhere the agent ended (all episodes), and the route followed within "
               f"{args.radius:g} m")
         print(f"{'file':<60}" + "".join(f"{p:>12}" for p in PLACES)

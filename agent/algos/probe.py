@@ -10,6 +10,12 @@ is right. A policy that ignores the language scores the same under both (an
 instruction-blind policy exactly the same); ``delta_nll`` = shuffled − own, with a
 house-clustered bootstrap interval, is then 0.
 
+A third variant asks whether the policy reads the *direction words*: the instruction
+**mirrored** (every "left" and "right" swapped). A policy that reads them turns the other
+way: its accuracy on the expert's turn steps falls, and the side it would turn at the first
+step (argmax of TURN_LEFT vs TURN_RIGHT) flips; ``first_turn_flips`` is the share of the
+episodes whose instruction names a side where it flips (0 for a policy that ignores them).
+
 It costs seconds once the episodes are recorded, against an hour of closed-loop evaluation on
 this machine, so it is the quick check during training; the closed-loop paired ΔSR
 (``langnav eval --instructions shuffled`` + ``langnav report``) stays the result.
@@ -24,7 +30,22 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["instruction_probe", "teacher_forced_scores", "expert_items"]
+__all__ = ["instruction_probe", "teacher_forced_scores", "expert_items", "mirror_directions"]
+
+TURN_LEFT, TURN_RIGHT = 2, 3
+_SIDES = {"left": "right", "right": "left"}
+
+
+def mirror_directions(text: str) -> str:
+    """``text`` with every word "left" and "right" swapped (case kept: "Left" -> "Right")."""
+    import re
+
+    def swap(match: Any) -> str:
+        word = match.group(0)
+        other = _SIDES[word.lower()]
+        return other.capitalize() if word[0].isupper() else other
+
+    return re.sub(r"\b(?:left|right)\b", swap, text, flags=re.IGNORECASE)
 
 
 def split_episodes_for(data_dir: str, split: str, vocab: Any) -> List[Dict[str, Any]]:
@@ -50,7 +71,9 @@ def teacher_forced_scores(policy: torch.nn.Module, items: Sequence[Mapping[str, 
     replaced by ``tokens[i]`` -> per episode ``nll`` (mean over steps), ``weighted_nll``
     (BC's :func:`~agent.algos.bc.imitation_loss` with the items' ``weights``: the
     inflection-weighted mean when the dataset was read with ``inflection_coef``, else = nll),
-    ``accuracy`` and ``first_action`` (1.0 if the argmax at t = 0 is the expert's), each (N,)."""
+    ``accuracy``, ``turn_accuracy`` (over the steps where the expert turns; NaN without
+    any), ``first_action`` (1.0 if the argmax at t = 0 is the expert's) and ``first_turn``
+    (the turn it prefers at t = 0: TURN_LEFT or TURN_RIGHT, by logit), each (N,)."""
     from agent.algos.bc import imitation_loss
     from agent.datasets.torch_dataset import collate_episodes
 
@@ -61,6 +84,8 @@ def teacher_forced_scores(policy: torch.nn.Module, items: Sequence[Mapping[str, 
     weighted_nll: List[float] = []
     accuracy: List[float] = []
     first: List[float] = []
+    turn_accuracy: List[float] = []
+    first_turn: List[int] = []
     for start in range(0, len(items), batch_size):
         rows = range(start, min(start + batch_size, len(items)))
         batch = collate_episodes([dict(items[i], instruction_tokens=torch.as_tensor(
@@ -77,8 +102,15 @@ def teacher_forced_scores(policy: torch.nn.Module, items: Sequence[Mapping[str, 
                                                  weights[:, j:j + 1])) for j in range(len(rows)))
         accuracy.extend((((logits.argmax(-1) == actions).float() * mask).sum(0) / steps).tolist())
         first.extend((logits[0].argmax(-1) == actions[0]).float().tolist())
+        turns = ((actions == TURN_LEFT) | (actions == TURN_RIGHT)).float() * mask
+        right = ((logits.argmax(-1) == actions).float() * turns).sum(0)
+        turn_accuracy.extend(torch.where(turns.sum(0) > 0, right / turns.sum(0).clamp(min=1),
+                                         torch.full_like(right, float("nan"))).tolist())
+        first_turn.extend(torch.where(logits[0, :, TURN_LEFT] >= logits[0, :, TURN_RIGHT],
+                                      TURN_LEFT, TURN_RIGHT).tolist())
     return {"nll": np.asarray(nll), "weighted_nll": np.asarray(weighted_nll),
-            "accuracy": np.asarray(accuracy), "first_action": np.asarray(first)}
+            "accuracy": np.asarray(accuracy), "first_action": np.asarray(first),
+            "turn_accuracy": np.asarray(turn_accuracy), "first_turn": np.asarray(first_turn)}
 
 
 def expert_items(policy: torch.nn.Module, cfg: Any, vocab: Any, split: str,
@@ -147,6 +179,12 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
     swapped = [tokenizer.ids(*instruction_parts(shuffled[i]["instruction"])) for i in ids]
     own = teacher_forced_scores(policy, items, own_tokens)
     other = teacher_forced_scores(policy, items, swapped)
+    by_id = {str(ep["episode_id"]): ep for ep in chosen}
+    texts = [str(instruction_parts(by_id[i]["instruction"])[0] or "") for i in ids]
+    sided = [mirror_directions(t) != t for t in texts]
+    mirrored = teacher_forced_scores(
+        policy, items, [tokenizer.ids(mirror_directions(t), None) if side else own_tokens[k]
+                        for k, (t, side) in enumerate(zip(texts, sided))])
     houses = [house_of(shuffled[i]) for i in ids]
     delta, lo, hi = paired_delta_ci(other["nll"], own["nll"], houses, seed=seed)
     changed = sum(not np.array_equal(np.trim_zeros(a, "b"), np.trim_zeros(b, "b"))
@@ -154,11 +192,31 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
     return {
         "checkpoint": os.path.abspath(checkpoint_path), "split": split, "episodes": len(ids),
         "houses": len(set(houses)), "instructions_changed": int(changed),
-        "own": {k: float(v.mean()) for k, v in own.items()},
-        "shuffled": {k: float(v.mean()) for k, v in other.items()},
+        "own": _means(own),
+        "shuffled": _means(other),
+        "mirrored": _means(mirrored, sided),
+        "mirrored_episodes": int(sum(sided)),
+        "own_on_mirrored_episodes": _means(own, sided),
+        "first_turn_flips": (float(np.mean(own["first_turn"][sided] != mirrored["first_turn"][sided]))
+                             if any(sided) else float("nan")),
         "delta_nll": {"mean": delta, "ci95": [lo, hi]},
         "own_nll_lower_share": float((own["nll"] < other["nll"]).mean()),
     }
+
+
+def _means(scores: Mapping[str, np.ndarray], rows: Optional[Sequence[bool]] = None
+           ) -> Dict[str, float]:
+    """Mean of each score (over ``rows`` if given; NaN entries skipped), first_turn left out."""
+    out = {}
+    for key, values in scores.items():
+        if key == "first_turn":
+            continue
+        values = np.asarray(values, dtype=np.float64)
+        if rows is not None:
+            values = values[np.asarray(rows, dtype=bool)]
+        finite = values[np.isfinite(values)]
+        out[key] = float(finite.mean()) if len(finite) else float("nan")
+    return out
 
 
 def format_probe(result: Mapping[str, Any]) -> str:
@@ -171,7 +229,13 @@ def format_probe(result: Mapping[str, Any]) -> str:
             f"first action {other['first_action']:.3f}\n"
             f"  ΔNLL (shuffled − own) {delta['mean']:+.4f} [{delta['ci95'][0]:+.4f}, "
             f"{delta['ci95'][1]:+.4f}] (house-clustered 95% CI); own lower on "
-            f"{100 * result['own_nll_lower_share']:.0f}% of episodes")
+            f"{100 * result['own_nll_lower_share']:.0f}% of episodes\n"
+            f"  direction words ({result['mirrored_episodes']} instructions name a side), own vs "
+            f"mirrored (left <-> right): turn-step accuracy "
+            f"{result['own_on_mirrored_episodes']['turn_accuracy']:.3f} vs "
+            f"{result['mirrored']['turn_accuracy']:.3f}, NLL "
+            f"{result['own_on_mirrored_episodes']['nll']:.4f} vs {result['mirrored']['nll']:.4f}; "
+            f"first-step turn flips on {100 * result['first_turn_flips']:.0f}%")
 
 
 def cli_probe(args) -> int:

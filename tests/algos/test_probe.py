@@ -11,7 +11,7 @@ import pytest
 
 from agent.algos.bc import BCTrainer
 from agent.algos.config import load_train_config
-from agent.algos.probe import instruction_probe
+from agent.algos.probe import format_probe, instruction_probe, mirror_directions
 from agent.datasets.episodes import house_of, load_split, split_paths
 from agent.datasets.trajectory_store import TrajectoryStore
 from tests.algos.small_model import SMALL_MODEL
@@ -53,10 +53,24 @@ def test_probe_compares_own_and_shuffled_instructions(tiny_dataset, tmp_path, fe
     with TrajectoryStore(f"{features}/{store_dirs[0]}", readonly=True) as store:
         assert len(store.keys()) == 6
 
+    # mirrored direction words: scored on the episodes whose instruction names a side
+    assert 0 < result["mirrored_episodes"] <= 6
+    assert 0.0 <= result["first_turn_flips"] <= 1.0
+    assert result["mirrored"]["nll"] != result["own_on_mirrored_episodes"]["nll"]
+    assert "first-step turn flips" in format_probe(result)
+
     blind = saved_policy(tiny_dataset, tmp_path / "blind", features,
                          "model.policy.instruction_blind=true")
     result = instruction_probe(blind, "val_unseen", sample=6, num_envs=1)
     assert result["own"] == result["shuffled"] and result["delta_nll"]["mean"] == 0.0
+    assert result["first_turn_flips"] == 0.0  # it cannot read "left" from "right"
+    assert result["mirrored"] == result["own_on_mirrored_episodes"]
+
+
+def test_mirror_directions_swaps_sides_only():
+    assert mirror_directions("Turn left, then right. Left of the sofa, leftover.") == \
+        "Turn right, then left. Right of the sofa, leftover."
+    assert mirror_directions("walk straight") == "walk straight"
 
 
 def test_probe_cli_writes_json_and_names_a_missing_split(tiny_dataset, tmp_path, features):

@@ -81,6 +81,16 @@ def test_route_followed_on_a_straight_path():
     assert tool.route_followed([[1.0, 0.0, 1.0]], [[5.0, 0.0, 5.0]]) == 1.0
 
 
+def test_named_first_side():
+    tool = load_tool()
+    assert tool.named_first_side("Turn left and walk out of the bedroom.") == tool.TURN_LEFT
+    assert tool.named_first_side("Make a right, then go left.") == tool.TURN_RIGHT
+    assert tool.named_first_side("Walk out of the bedroom, then turn left.") is None
+    assert tool.named_first_side("Turn around to your left. Go on.") is None
+    assert tool.named_first_side("Do a u turn on the right.") is None
+    assert tool.first_turn([1, 1, 3, 2]) == tool.TURN_RIGHT and tool.first_turn([1, 0]) is None
+
+
 def test_route_view_of_real_evaluations(tiny_dataset, tmp_path, capsys):
     """The expert ends in the goal's room having followed its whole route; the random
     agent, started in the same places, follows far less of it."""
@@ -99,6 +109,10 @@ def test_route_view_of_real_evaluations(tiny_dataset, tmp_path, capsys):
     assert expert["route_followed_mean"] == pytest.approx(1.0)
     assert sum(random_agent["places"].values()) == pytest.approx(1.0)
     assert random_agent["route_followed_mean"] < 0.6
+    sided = expert["named_side_episodes"]
+    assert sided == random_agent["named_side_episodes"]
+    if sided:
+        assert expert["expert_first_turn_to_named_side"] == expert["first_turn_to_named_side"]
     stats_path = tmp_path / "random" / "stats_val_unseen.json"
     assert tool.main([str(stats_path), "--data", tiny_dataset]) == 0
     assert "goal_room" in capsys.readouterr().out
