@@ -73,12 +73,15 @@ def metrics_of(stats_path: str) -> Dict[str, Any]:
                 if aggregate.get(key) is not None})
     if stats["run"].get("checkpoint"):
         row["checkpoint"] = source_name(stats["run"]["checkpoint"])
+    if stats["run"].get("data_dir"):  # the dataset's directory name, unless its build is known
+        row["data"] = {"dir": os.path.basename(os.path.normpath(stats["run"]["data_dir"]))}
     identity_path = os.path.join(os.path.dirname(stats_path), f"identity_{stats['split']}.json")
     if os.path.isfile(identity_path):
         with open(identity_path, encoding="utf-8") as f:
             identity = json.load(f).get("identity", {})
         build = identity.get("data", {}).get("build") or {}
-        row["data"] = {key: build[key] for key in ("preset", "seed") if key in build}
+        if build:
+            row["data"] = {key: build[key] for key in ("preset", "seed") if key in build}
         for key in ("sample", "max_episodes"):
             if identity.get(key) is not None:
                 row[key] = identity[key]
@@ -203,22 +206,22 @@ def card_markdown(card: Mapping[str, Any]) -> str:
              f"- frozen weights included: {'; '.join(model['included_frozen']) or 'none'}"]
     if card.get("notes"):
         lines.append(f"- notes: {card['notes']}")
-    lines += ["", f"Use it as any checkpoint: `langnav eval --agent {card['file']} --data DIR "
-                  f"--split val_unseen --out RUN`, `langnav rollout --agent {card['file']} --data "
-                  f"DIR --split val_unseen --episodes 3 --out DIR` (paths relative to this "
-                  f"directory's parent: `models/{card['file']}`). It needs only the file and the "
-                  f"installed packages; instructions of any dataset vocabulary are re-encoded "
-                  f"from their text."]
+    lines += ["", f"Use it as any checkpoint (from the repository root, for the shipped agent): "
+                  f"`langnav eval --agent models/{card['file']} --data DIR --split val_unseen "
+                  f"--out RUN`, `langnav rollout --agent models/{card['file']} --data DIR --split "
+                  f"val_unseen --episodes 3 --out DIR`. It needs only the file and the installed "
+                  f"packages; instructions of any dataset vocabulary are re-encoded from their "
+                  f"text."]
     if card["metrics"]:
         lines += ["", "Evaluations (deterministic actions; SR = stopped within 3 m of the goal):",
                   "", "| checkpoint evaluated | split | dataset | episodes | SR | SPL | OSR | "
                       "NE (m) | nDTW |", "|---|---|---|---|---|---|---|---|---|"]
         for row in card["metrics"]:
-            data = row.get("data")
+            data = row.get("data") or {}
             lines.append("| " + " | ".join(
                 [f"`{row.get('checkpoint', '?')}`", row["split"],
-                 f"{data.get('preset', '?')} (seed {data.get('seed', '?')})" if data
-                 else "not recorded",
+                 f"{data.get('preset', '?')} (seed {data.get('seed', '?')})" if "preset" in data
+                 else f"`{data['dir']}` directory" if "dir" in data else "not recorded",
                  str(row["episodes"])] + [_fmt(row.get(k, "—"))
                                           for k in ("sr", "spl", "osr", "ne", "ndtw")]) + " |")
     return "\n".join(lines) + "\n"
