@@ -280,6 +280,28 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "(default: print only)")
     pr.set_defaults(func=_handler("agent.algos.probe:cli_probe"))
 
+    ex = sub.add_parser("export", help="a training checkpoint -> a small self-contained "
+                                       "inference checkpoint (no optimiser/trainer state) "
+                                       "and its card")
+    ex.add_argument("--checkpoint", required=True, help="a training checkpoint PATH.pt")
+    ex.add_argument("--out", required=True, help="the exported checkpoint (.pt); its card "
+                    "is written beside it as .json")
+    ex.add_argument("--weights", choices=("float32", "float16", "int8"), default="int8",
+                    help="storage of the policy weights, read back as float32 (int8: 8-bit "
+                         "per output row for the large matrices, float16 for the rest)")
+    ex.add_argument("--config-file", default=None,
+                    help="the training config file, recorded in the card (default: none)")
+    ex.add_argument("--command", default=None,
+                    help="the training command, recorded in the card (default: none)")
+    ex.add_argument("--metrics", nargs="*", default=None, metavar="STATS.json",
+                    help="evaluation stats files of the checkpoint, summarised in the card "
+                         "(default: none)")
+    ex.add_argument("--notes", default="", help="free text recorded in the card (default: "
+                    "empty)")
+    ex.add_argument("--card", default=None, metavar="FILE.md",
+                    help="also write the card as Markdown here (default: none)")
+    ex.set_defaults(func=_handler("agent.algos.export:cli_export"))
+
     pf = sub.add_parser("probe-features", help="which frozen visual feature carries room type, "
                                                "wall colour, free space? linear probes "
                                                "trained on train houses, tested on unseen ones")

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from agent.models.weight_storage import decode_policy_state
+
 log = logging.getLogger("langnav.eval")
 
 CHECKPOINT_FORMAT = "langnav-checkpoint"
@@ -47,6 +49,7 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"checkpoint {path} has version {payload.get('version')}; this "
                               f"langnav reads version {CHECKPOINT_VERSION}")
+    decode_policy_state(payload)  # an exported checkpoint's float16 / int8 weights -> float32
     return payload
 
 
