@@ -355,6 +355,7 @@ def _scaling_rank(config_path: Optional[str], overrides: Sequence[str], work: st
     dist = current()
     trainer = bench_variant_trainer(config_path, list(overrides) + [
         "rl.init_from=null", "rl.reward.init_from=null", "rl.in_process_envs=true",
+        "features.cache=false",  # every frame encoded: no run profits from an earlier one's
         f"features.cache_dir={os.path.join(work, 'features')}"], "ppo_gt",
         os.path.join(work, f"ranks{dist.world_size}"), total_updates=iterations + 1)
     try:
