@@ -188,6 +188,17 @@ def bench_encoder(sizes: Sequence[int] = (128, 64), batch: int = 32, seconds: fl
     return {"rows": rows}
 
 
+def _rank_counts(text: str) -> list:
+    """``--ranks 1,2`` -> [1, 2]; ValueError naming the option otherwise."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--ranks {text!r}: give comma-separated positive rank counts, e.g. 1,2")
+    return counts
+
+
 def cli_bench(args: argparse.Namespace) -> int:
     """``langnav bench {render,env,encoder,train,adversarial}``: prints figures."""
     overrides = list(args.overrides)
@@ -211,6 +222,12 @@ def cli_bench(args: argparse.Namespace) -> int:
 
         overrides.insert(0, f"data_dir={args.data or os.path.join('data', 'tiny')}")
         phases = args.phases.split(",") if args.phases else list(PHASES)
-        bench_train(args.config, overrides, seconds=args.seconds, episodes=args.episodes,
-                    phases=phases, profile=args.profile)
+        if phases != ["none"]:
+            bench_train(args.config, overrides, seconds=args.seconds, episodes=args.episodes,
+                        phases=phases, profile=args.profile)
+        if args.ranks:
+            from agent.algos.cost_model import bench_scaling
+
+            bench_scaling(args.config, overrides, ranks=_rank_counts(args.ranks),
+                          iterations=args.iterations)
     return 0

@@ -227,6 +227,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="train an agent from an experiment config")
     tr.add_argument("--config", required=True, help="habitat_configs/experiments/<name>.yaml")
     tr.add_argument("--help-config", action="store_true", help="list every config key")
+    tr.add_argument("--distributed", action="store_true",
+                    help="data-parallel training and sharded evaluation on torch.distributed; "
+                         "start the ranks with torchrun (a torchrun launch turns it on by "
+                         "itself; default: off)")
+    tr.add_argument("--backend", choices=("gloo", "nccl"), default=None,
+                    help="torch.distributed backend under torchrun (default: nccl with CUDA, "
+                         "else gloo)")
     tr.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     tr.set_defaults(func=_handler("agent.algos.train:cli_train"))
 
@@ -342,13 +349,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                             "(default: %(default)s)")
     bench.add_argument("--phases", default=None,
                        help="train only: comma-separated phases of record, bc_update, "
-                            "dagger_collect, ppo, gail, airl (default: all)")
+                            "dagger_collect, ppo, gail, airl, or none (default: all)")
     bench.add_argument("--episodes", type=int, default=8,
                        help="train only: episodes recorded / collected per run (default: %(default)s)")
     bench.add_argument("--profile", action="store_true",
                        help="train only: also print cProfile's top functions of each phase")
     bench.add_argument("--iterations", type=int, default=8,
-                       help="adversarial only: timed PPO iterations per variant")
+                       help="adversarial and train --ranks: timed PPO iterations per variant "
+                            "or rank count (default: %(default)s)")
+    bench.add_argument("--ranks", default=None,
+                       help="train only: also measure data-parallel PPO (DD-PPO, gloo) on "
+                            "these rank counts, e.g. 1,2: frames/s and scaling efficiency "
+                            "(default: none; --phases none skips the cost model)")
     bench.set_defaults(func=_handler("agent.bench:cli_bench"))
 
 

@@ -235,8 +235,17 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
 
     ``max_episodes``: the first K episodes; ``sample``: K episodes spread evenly over the
     split (:func:`evenly_spaced`; the same ones for every agent and instruction mode, so
-    runs stay paired)."""
+    runs stay paired).
+
+    Under torchrun (agent/distributed.py) the episodes are split by rank: each rank
+    runs ``todo[rank::world]`` in its own environments and appends to its own partial log
+    (``partial_{split}.rank{r}.jsonl``); rank 0 merges every rank's records into the stats
+    and predictions (the same, episode by episode, as one process: each episode's
+    environment and the agent's per-episode seed do not depend on who runs it) and every
+    rank returns them."""
     from tqdm import tqdm
+
+    from agent.distributed import current
 
     from agent.datasets.episodes import load_gt, load_split, split_paths
     from agent.envs.vector_env import VectorEnv
@@ -258,13 +267,15 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
         episodes = episodes[:max_episodes]
     # how the agent reads these instructions: unknown words, re-encoding, cut/windowed texts
     encoding = agent.instruction_report(episodes) if hasattr(agent, "instruction_report") else None
+    dist = current()
     os.makedirs(out_dir, exist_ok=True)
-    check_eval_identity(agent, data_dir, split, out_dir, backend_cfg=backend_cfg,
-                        instructions=instructions, seed=seed, sample=sample,
-                        max_episodes=max_episodes, agent_name=agent_name)
-    partial = PartialLog(os.path.join(out_dir, f"partial_{split}.jsonl"))
-    done = partial.load()
-    todo = [ep for ep in episodes if str(ep["episode_id"]) not in done]
+    dist.main_first(lambda: check_eval_identity(
+        agent, data_dir, split, out_dir, backend_cfg=backend_cfg, instructions=instructions,
+        seed=seed, sample=sample, max_episodes=max_episodes, agent_name=agent_name))
+    partials = partial_logs(out_dir, split, dist.world_size)
+    partial = partials[dist.rank]
+    done = load_partials(partials)
+    todo = dist.shard([ep for ep in episodes if str(ep["episode_id"]) not in done])
     t0 = time.time()
     if todo:
         log.info("%s on %s: %d episodes to run, %d already done", agent_name, split,
@@ -285,6 +296,11 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
                     partial.append(rec)
                     done[rec["episode_id"]] = rec
                 run_episodes(agent, envs, todo, gt, finished, bar)
+    if dist.distributed:  # every rank's episodes are logged: rank 0 merges and writes
+        dist.barrier()
+        if not dist.is_main:
+            return dist.broadcast_object(None)
+        done = load_partials(partials)
     order = [str(ep["episode_id"]) for ep in episodes]
     per_episode = {eid: {"house": done[eid]["house"], "trajectory_id": done[eid]["trajectory_id"],
                          "geodesic_start": done[eid]["geodesic_start"],
@@ -305,7 +321,32 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     save_stats(os.path.join(out_dir, f"stats_{split}.json"), stats)
     save_predictions(os.path.join(out_dir, f"predictions_{split}.json"),
                      predictions_from_stats(stats))
-    return stats
+    return dist.broadcast_object(stats)
+
+
+def partial_logs(out_dir: str, split: str, world_size: int = 1) -> List[PartialLog]:
+    """The partial logs of ``split`` in ``out_dir``: ``partial_{split}.jsonl`` (one process,
+    rank 0) and ``partial_{split}.rank{r}.jsonl`` of ranks r >= 1 of a sharded evaluation —
+    every one present (a run resumed with fewer ranks still counts their episodes)."""
+    logs = [PartialLog(os.path.join(out_dir, f"partial_{split}.jsonl"))]
+    logs += [PartialLog(os.path.join(out_dir, f"partial_{split}.rank{r}.jsonl"))
+             for r in range(1, world_size)]
+    known = {log_.path for log_ in logs}
+    prefix = f"partial_{split}.rank"
+    if os.path.isdir(out_dir):
+        for name in sorted(os.listdir(out_dir)):
+            path = os.path.join(out_dir, name)
+            if name.startswith(prefix) and name.endswith(".jsonl") and path not in known:
+                logs.append(PartialLog(path))
+    return logs
+
+
+def load_partials(logs: Sequence[PartialLog]) -> Dict[str, Dict[str, Any]]:
+    """Finished episodes of every log, by episode id."""
+    done: Dict[str, Dict[str, Any]] = {}
+    for log_ in logs:
+        done.update(log_.load())
+    return done
 
 
 def resolve_data_dir(data_arg: Optional[str], backend_cfg_path: Optional[str], agent=None) -> str:

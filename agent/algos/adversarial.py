@@ -274,6 +274,7 @@ class AdversarialTrainer(BaseTrainer):
         self.ppo = PPO.from_config(policy, rl.ppo)
         super().__init__(config=config, policy=policy, vocab=vocab, optimizer=self.ppo.optimizer)
         self.reward_net = reward_net.to(self.device)
+        self.dist.broadcast_module(self.reward_net)
         self.disc_optimizer = torch.optim.Adam(reward_net.trainable_parameters(),
                                                lr=rl.discriminator.lr,
                                                weight_decay=rl.discriminator.weight_decay)
@@ -287,8 +288,12 @@ class AdversarialTrainer(BaseTrainer):
         self.learned_reward = rl.reward_type == "learned"
         self.normalizer = ReturnNormalizer(config.num_envs, rl.ppo.gamma) \
             if rl.ppo.normalize_reward else None
+        #: PPO's minibatch order (the same on every rank) and, in one process, the actions
         self.rollout_generator = torch.Generator().manual_seed(config.seed)
-        self.disc_generator = torch.Generator().manual_seed(config.seed + 1)
+        #: the actions a rank samples (its own generator when distributed)
+        self.action_generator = self.rollout_generator if not self.dist.distributed else \
+            torch.Generator().manual_seed(self.dist.seed(config.seed))
+        self.disc_generator = torch.Generator().manual_seed(self.dist.seed(config.seed + 1))
         self.agent_pool: Deque[List[EpisodeTrace]] = collections.deque(
             maxlen=rl.discriminator.agent_buffer_rollouts)
         self.disc_rounds = 0
@@ -415,9 +420,16 @@ class AdversarialTrainer(BaseTrainer):
         environments' episodes so far and the agent-example pool (replayable)."""
         return {"reward_net": self.reward_net.checkpoint_state_dict(),
                 "disc_optimizer": self.disc_optimizer.state_dict(),
-                "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
                 "rollout_generator": self.rollout_generator.get_state(),
+                **self.rank_state()}
+
+    def rank_state(self) -> Dict[str, Any]:
+        """What a rank holds on its own: return statistics, its generators, its
+        environments' episodes so far and its agent-example pool (replayable)."""
+        own_actions = self.action_generator is not self.rollout_generator
+        return {"normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
                 "disc_generator": self.disc_generator.get_state(),
+                "action_generator": self.action_generator.get_state() if own_actions else None,
                 "collector": None if self.collector is None else self.collector.state_dict(),
                 "agent_pool": [[trace.replay_state() for trace in rollout]
                                for rollout in self.agent_pool]}
@@ -425,10 +437,17 @@ class AdversarialTrainer(BaseTrainer):
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.reward_net.load_checkpoint_state_dict(state["reward_net"])
         self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+        self.rollout_generator.set_state(state["rollout_generator"])
+        self.load_rank_state(self.dist.rank_state(state))
+
+    def load_rank_state(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`rank_state` (this rank's part of a checkpoint)."""
         if self.normalizer is not None:
             self.normalizer.load_state_dict(state["normalizer"])
-        self.rollout_generator.set_state(state["rollout_generator"])
         self.disc_generator.set_state(state["disc_generator"])
+        if state.get("action_generator") is not None \
+                and self.action_generator is not self.rollout_generator:
+            self.action_generator.set_state(state["action_generator"])
         if self.collector is None:
             raise RuntimeError("load_extra_state needs the rollout collector (build it first)")
         self.agent_pool.clear()
@@ -473,13 +492,14 @@ class AdversarialTrainer(BaseTrainer):
         rl = self.config.rl
         envs = self.make_envs(privileged=True, in_process=rl.in_process_envs)
         featurizer = self.make_featurizer()
-        if self.learned_reward:
-            path = self.ensure_expert_data(envs, featurizer)
-            self.expert = ExpertTrajectories(path, list(self.episode_by_id), featurizer.rgb_field,
+        if self.learned_reward:  # rank 0 records; each rank samples its shard of the experts
+            path = self.dist.main_first(lambda: self.ensure_expert_data(envs, featurizer))
+            self.expert = ExpertTrajectories(path, self.dist.shard(list(self.episode_by_id)),
+                                             featurizer.rgb_field,
                                              rl.discriminator.expert_cache_episodes,
                                              instruction_ids=self.record_instruction_ids)
-        self.collector = RolloutCollector(
-            envs, EpisodeSampler(self.episodes, self.config.seed), featurizer,
+        self.collector = RolloutCollector(  # each rank: its own environments and episodes
+            envs, EpisodeSampler(self.dist.shard(self.episodes), self.config.seed), featurizer,
             num_steps=rl.ppo.num_steps, step_cap_of=self.step_cap_of,
             success_bonus=rl.adversarial.gt_success_bonus)
         self.resume()
@@ -490,6 +510,7 @@ class AdversarialTrainer(BaseTrainer):
         """``size`` (default ``batch_size``) expert pairs, agent episodes (unless
         ``agent_examples`` is False) and misaligned pairs -> (batch, kinds)."""
         size = self.config.rl.discriminator.batch_size if size is None else int(size)
+        size = self.dist.shard_size(size)  # distributed: this rank's part of the batch
         g = self.disc_generator
         ids = self.expert.episode_ids
         examples: List[Trajectory] = []
@@ -544,7 +565,11 @@ class AdversarialTrainer(BaseTrainer):
                 use_absorbing=self.config.rl.reward.absorbing_state)
             self.check_finite({"discriminator_loss": loss})
             self.disc_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # distributed: each rank's loss weighted by its share of the examples, summed
+            share = self.dist.share(len(kinds))
+            (loss * share if share != 1.0 else loss).backward()
+            self.dist.all_reduce_gradients(self.reward_net.trainable_parameters())
+            metrics = self.dist.weighted_metrics(metrics, share)
             metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
                 self.reward_net.trainable_parameters(), cfg.max_grad_norm))
             self.disc_optimizer.step()
@@ -621,8 +646,13 @@ class AdversarialTrainer(BaseTrainer):
     def collect(self) -> RolloutBuffer:
         """A rollout; finished episodes join the pool of agent examples."""
         frames_before = self.collector.frames
-        buffer = self.collector.collect(self.policy, self.rollout_generator)
-        self.counters.training_frames += self.collector.frames - frames_before
+        ppo = self.config.rl.ppo
+        buffer = self.collector.collect(self.policy, self.action_generator,
+                                        self.dist.preemption(ppo.preempt_fraction,
+                                                             ppo.preempt_min_steps))
+        # every rank's frames: the ranks agree on the frame budget
+        self.counters.training_frames += int(self.dist.global_count(
+            self.collector.frames - frames_before))
         finished = self.collector.pop_finished()
         self.agent_pool.append(finished)
         self._finished_stats = episode_statistics(finished)
@@ -701,8 +731,9 @@ class AdversarialTrainer(BaseTrainer):
             reward += f" + {self.config.rl.adversarial.gt_reward_coef} x ground-truth distance (DEBUG)"
         log.info("%s: %s reward, %d/%d frames done", self.method_name, reward,
                  self.counters.training_frames, total)
-        self.writer.add_text("run/method", f"{self.method_name}: {reward} reward",
-                             self.global_step())
+        if self.dist.is_main:
+            self.writer.add_text("run/method", f"{self.method_name}: {reward} reward",
+                                 self.global_step())
         try:
             self.pretrain_discriminator()
             self.warmup_discriminator()
@@ -713,7 +744,7 @@ class AdversarialTrainer(BaseTrainer):
                     metrics = self.run_iteration()
                     metrics["method"] = self.method_name
                     samples = self.config.rl.ppo.num_steps * self.config.num_envs * \
-                        self.config.rl.ppo.ppo_epochs
+                        self.config.rl.ppo.ppo_epochs * self.dist.world_size
                     self.last_metrics = self.record_update(metrics, samples=samples)
                     bar.update(self.counters.training_frames - frames)
                     bar.set_postfix(sr=f"{metrics.get('episodes/sr', float('nan')):.2f}",

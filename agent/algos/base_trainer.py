@@ -90,11 +90,16 @@ class BaseTrainer:
                  optimizer: Optional[torch.optim.Optimizer] = None):
         if config.torch_threads > 0:
             torch.set_num_threads(config.torch_threads)
+        from agent.distributed import current
+
         self.config = config
+        #: the process group seam (agent/distributed.py; inactive in one process)
+        self.dist = current()
         self.out_dir = resolved_out_dir(config)
         self.checkpoint_dir = os.path.join(self.out_dir, CHECKPOINT_DIRNAME)
-        self.device = torch.device(config.device)
+        self.device = self.dist.device(config.device)
         self.policy = policy.to(self.device)
+        self.dist.broadcast_module(self.policy)
         self.vocab = vocab
         self.optimizer = optimizer
         self.backend_cfg = backend_config_of(config)
@@ -252,6 +257,8 @@ class BaseTrainer:
                     step: Optional[int] = None) -> None:
         """Scalars ``prefix + name`` at ``step`` (default :meth:`global_step`; non-numbers
         are skipped)."""
+        if not self.dist.is_main:  # rank 0 writes the logs
+            return
         step = self.global_step() if step is None else int(step)
         for name, value in metrics.items():
             if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
@@ -273,7 +280,9 @@ class BaseTrainer:
         return entry
 
     def append_train_log(self, entry: Mapping[str, Any]) -> None:
-        """One JSON line in ``out_dir/train_log.jsonl``."""
+        """One JSON line in ``out_dir/train_log.jsonl`` (rank 0 alone writes it)."""
+        if not self.dist.is_main:
+            return
         with open(os.path.join(self.out_dir, "train_log.jsonl"), "a") as f:
             f.write(json.dumps(dict(entry)) + "\n")
 
@@ -293,7 +302,8 @@ class BaseTrainer:
         from tqdm import tqdm
 
         return tqdm(total=total, initial=initial, desc=desc, unit=unit,
-                    disable=not self.config.progress, dynamic_ncols=True, leave=False)
+                    disable=not self.config.progress or not self.dist.is_main,
+                    dynamic_ncols=True, leave=False)
 
     def budget_reached(self) -> bool:
         """``total_updates`` reached (trainers stop, checkpoint and return)."""
@@ -315,6 +325,12 @@ class BaseTrainer:
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Inverse of :meth:`extra_state`."""
 
+    def rank_state(self) -> Dict[str, Any]:
+        """What each rank of a distributed run holds on its own (its environments' episodes,
+        its generators); rank 0's is part of :meth:`extra_state`, the other ranks' are
+        gathered into the checkpoint's ``extra_state["rank_states"]``."""
+        return {}
+
     # ------------------------------------------------------------------ checkpoints
     def observation_spec(self) -> Dict[str, Any]:
         return {"width": self.config.backend.width, "height": self.config.backend.height,
@@ -325,14 +341,22 @@ class BaseTrainer:
         self.counters.wall_time_s = self.wall_time_s
         path = os.path.join(self.checkpoint_dir, checkpoint_name(
             self.counters.updates, self.counters.training_frames))
-        save_checkpoint(path, trainer=self.trainer_name, config=config_to_dict(self.config),
-                        policy=self.policy, vocab=self.vocab,
-                        observation=self.observation_spec(), data_dir=self.config.data_dir,
-                        counters=self.counters.as_dict(),
-                        optimizer_state=None if self.optimizer is None else self.optimizer.state_dict(),
-                        trainer_state=self.trainer_state(), extra_state=self.extra_state())
+        extra = self.extra_state()
+        if self.dist.distributed:  # every rank calls save() at the same update
+            ranks = self.dist.gather_objects(self.rank_state())
+            if ranks is not None and len(ranks) > 1:
+                extra["rank_states"] = ranks[1:]
+        if self.dist.is_main:
+            save_checkpoint(path, trainer=self.trainer_name, config=config_to_dict(self.config),
+                            policy=self.policy, vocab=self.vocab,
+                            observation=self.observation_spec(), data_dir=self.config.data_dir,
+                            counters=self.counters.as_dict(),
+                            optimizer_state=None if self.optimizer is None else self.optimizer.state_dict(),
+                            trainer_state=self.trainer_state(), extra_state=extra)
         self.last_checkpoint = path
-        self._prune_checkpoints()
+        if self.dist.is_main:
+            self._prune_checkpoints()
+        self.dist.barrier()  # the checkpoint exists before any rank goes on
         return path
 
     def maybe_save(self) -> Optional[str]:
@@ -356,14 +380,13 @@ class BaseTrainer:
         resolution, and (RunIdentityError) a directory whose ``run.json`` records another
         run (:meth:`check_run_identity`): that run directory belongs to another experiment.
         Repairs ``train_log.jsonl`` to the restored update (:meth:`repair_train_log`)."""
-        path = latest_checkpoint(self.out_dir)
+        path = self.dist.broadcast_object(latest_checkpoint(self.out_dir))
         if path is None:
-            self.check_run_identity()
-            self.repair_train_log()
+            self.dist.main_first(lambda: (self.check_run_identity(), self.repair_train_log()))
             return False
         checkpoint = load_checkpoint(path)
         self._check_same_run(checkpoint, path)
-        self.check_run_identity()
+        self.dist.main_first(self.check_run_identity)
         self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
         if self.optimizer is not None and checkpoint["optimizer_state"] is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -375,7 +398,7 @@ class BaseTrainer:
         self.load_trainer_state(checkpoint["trainer_state"])
         self.load_extra_state(checkpoint["extra_state"])
         set_rng_state(checkpoint["rng"])
-        self.repair_train_log()
+        self.dist.main_first(self.repair_train_log)
         self.last_checkpoint = self.resumed_from = path
         log.info("%s: resumed from %s (update %d, %d frames)", self.trainer_name, path,
                  self.counters.updates, self.counters.training_frames)

@@ -250,9 +250,27 @@ class BCTrainer(BaseTrainer):
         return copied
 
     # ------------------------------------------------------------------ updates
-    def update(self, batch: Mapping[str, Any]) -> Dict[str, float]:
-        """One Adam step on a collated batch (agent/datasets/torch_dataset.collate_episodes)."""
+    def update(self, batch: Optional[Mapping[str, Any]], share: float = 1.0) -> Dict[str, float]:
+        """One Adam step on a collated batch (agent/datasets/torch_dataset.collate_episodes).
+
+        Distributed (agent/distributed.py): ``batch`` is this rank's part of the global
+        batch (None: no episode of it) and ``share`` its episodes' share of the global
+        batch; each rank back-propagates ``share`` x its mean loss, the gradients are summed
+        over the ranks, and the step equals one process's on the concatenated batch."""
         self.policy.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        metrics = self.batch_gradients(batch, share) if batch is not None else {}
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.dist.all_reduce_gradients(params)
+        metrics = self.dist.weighted_metrics(metrics, share if batch is not None else 0.0)
+        if self.config.bc.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.bc.max_grad_norm)
+            metrics["grad_norm"] = float(norm)
+        self.optimizer.step()
+        return metrics
+
+    def batch_gradients(self, batch: Mapping[str, Any], share: float) -> Dict[str, float]:
+        """Back-propagate ``share`` x the loss of ``batch`` -> its losses and accuracy."""
         actions = batch["actions"].to(self.device)  # (T, B)
         weights = batch["weights"].to(self.device)  # (T, B), 0 on padding
         hidden = self.policy.initial_hidden(actions.shape[1])  # (B, layers, H)
@@ -282,14 +300,8 @@ class BCTrainer(BaseTrainer):
             + self.config.bc.room_coef * (losses.get("room_type_loss", 0.0)
                                           + losses.get("wall_colour_loss", 0.0)) \
             + self.config.bc.attention_coef * losses.get("attention_loss", 0.0)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share if share != 1.0 else loss).backward()
         metrics = {name: float(value.detach()) for name, value in losses.items()}
-        if self.config.bc.max_grad_norm is not None:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.config.bc.max_grad_norm)
-            metrics["grad_norm"] = float(norm)
-        self.optimizer.step()
         with torch.no_grad():
             real = batch["mask"].to(self.device)  # (T, B) True on real steps
             correct = (logits.argmax(-1) == actions) & real
@@ -303,25 +315,33 @@ class BCTrainer(BaseTrainer):
         seeded by (seed, phase, e), so a resumed run repeats the same batches.
 
         Returns False if ``total_updates`` stopped it early, True when all epochs ran."""
+        dist = self.dist
+        global_size = sum(len(keys) for _, keys in sources)
+        # distributed: this rank's shard of every source's records, its share of the batch
+        sources = [(path, dist.shard(keys)) for path, keys in sources]
         parts = self.training_datasets(sources)
         dataset = torch.utils.data.ConcatDataset(parts)
         batches = self.batch_source(dataset, sources)
-        size, batch_size = len(dataset), self.config.bc.batch_size
-        per_epoch = math.ceil(size / batch_size)
+        size, batch_size = len(dataset), dist.shard_size(self.config.bc.batch_size)
+        if batch_size < 1:
+            raise ValueError(f"bc.batch_size={self.config.bc.batch_size} is smaller than the "
+                             f"{dist.world_size} ranks: every rank needs an episode per batch")
+        per_epoch = self.batches_per_epoch(global_size)
         bar = self.progress(epochs * per_epoch, f"{self.trainer_name} updates",
                             initial=min(self.epoch * per_epoch + self.batch_index, epochs * per_epoch))
         try:
             while self.epoch < epochs:
-                order = self.epoch_order(size, phase, batches.lengths)
+                order = self.epoch_order(size, phase, batches.lengths, batch_size)
                 while self.batch_index < per_epoch:
                     if self.budget_reached():
                         return False
                     rows = order[self.batch_index * batch_size:(self.batch_index + 1) * batch_size]
-                    batch = batches(rows)
-                    metrics = self.update(batch)
+                    batch = batches(rows) if len(rows) else None
+                    metrics = self.update(batch, dist.share(len(rows)))
                     self.batch_index += 1
-                    self.last_metrics = self.record_update(
-                        dict(metrics, epoch=self.epoch), samples=int(batch["lengths"].sum()))
+                    samples = dist.global_count(0 if batch is None else int(batch["lengths"].sum()))
+                    self.last_metrics = self.record_update(dict(metrics, epoch=self.epoch),
+                                                           samples=int(samples))
                     bar.update(1)
                     bar.set_postfix(loss=f"{metrics['action_loss']:.3f}",
                                     acc=f"{metrics['accuracy']:.2f}")
@@ -382,16 +402,27 @@ class BCTrainer(BaseTrainer):
         source.lengths = np.array([len(item["actions"]) for item in items])
         return source
 
-    def epoch_order(self, size: int, phase: int, lengths: Optional[np.ndarray]) -> np.ndarray:
+    def batches_per_epoch(self, size: int) -> int:
+        """Updates per epoch over ``size`` records: ceil(size / bc.batch_size) in one process;
+        distributed, the most any rank needs for its shard at its share of the batch (the
+        same on every rank; a rank whose shard runs out trains on no episode)."""
+        dist, batch_size = self.dist, self.config.bc.batch_size
+        return max(math.ceil(dist.shard_size(size, r) / max(dist.shard_size(batch_size, r), 1))
+                   for r in range(dist.world_size))
+
+    def epoch_order(self, size: int, phase: int, lengths: Optional[np.ndarray],
+                    batch_size: Optional[int] = None) -> np.ndarray:
         """The episode order of epoch ``self.epoch``: a permutation seeded by (seed, phase,
-        epoch). With ``bc.bucket_by_length`` and known lengths, each window of 8 batches is
-        sorted by length (episodes of a batch pad to similar lengths: less compute spent on
-        padding) and the batches are then shuffled, with the same seed."""
-        rng = np.random.default_rng([self.config.seed, phase, self.epoch])
+        epoch) (and the rank, distributed). With ``bc.bucket_by_length`` and known lengths,
+        each window of 8 batches (of ``batch_size``, default ``bc.batch_size``) is sorted by
+        length (episodes of a batch pad to similar lengths: less compute spent on padding)
+        and the batches are then shuffled, with the same seed."""
+        key = [self.config.seed, phase, self.epoch] + ([self.dist.rank] if self.dist.distributed else [])
+        rng = np.random.default_rng(key)
         order = rng.permutation(size)
         if not self.config.bc.bucket_by_length or lengths is None:
             return order
-        batch_size = self.config.bc.batch_size
+        batch_size = batch_size or self.config.bc.batch_size
         window = 8 * batch_size
         for start in range(0, size, window):
             chunk = order[start:start + window]
@@ -463,7 +494,7 @@ class BCTrainer(BaseTrainer):
     # ------------------------------------------------------------------ the run
     def train(self) -> Dict[str, Any]:
         self.resume()
-        keys = self.ensure_expert_data()
+        keys = self.dist.main_first(self.ensure_expert_data)  # rank 0 records, the others read
         self.fit([(self.expert_store_path(), keys)], self.config.bc.epochs, phase=0)
         self.save()
         return self.final_metrics()

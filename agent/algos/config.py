@@ -208,6 +208,11 @@ def check_train_config(cfg: TrainConfig) -> None:
         if value < 32 or value % 32:
             raise ConfigError(f"config key '{key}' must be a positive multiple of 32 (the RGB "
                               f"encoder's stride), got {value}")
+    ppo = cfg.rl.ppo
+    if not 0.0 < ppo.preempt_fraction <= 1.0 or not 0.0 <= ppo.preempt_min_steps <= 1.0:
+        raise ConfigError(f"config keys 'rl.ppo.preempt_fraction' (in (0, 1]) and "
+                          f"'rl.ppo.preempt_min_steps' (in [0, 1]): got "
+                          f"{ppo.preempt_fraction} and {ppo.preempt_min_steps}")
     if not 0.0 <= cfg.dagger.p <= 1.0:
         raise ConfigError(f"config key 'dagger.p' must be in [0, 1], got {cfg.dagger.p}")
     if cfg.bc.lr <= 0:

@@ -18,6 +18,11 @@ collection, PPO, GAIL and AIRL — and prints, per phase:
 * two bounds: what the slowest part alone would allow (1000 / its ms per frame), and what
   two cores would allow with every part perfectly parallel (2000 / the sum).
 
+``--ranks 1,2`` also measures data-parallel scaling (:func:`bench_scaling`): PPO on the
+fixed distance reward (the DD-PPO loop of agent/distributed.py) on 1 and 2 gloo ranks
+of this machine, environment frames/s of all ranks together and the scaling efficiency
+``fps(n) / (n fps(1))``.
+
 Parts are timed by wrapping the methods that do them (exclusive time: a part called
 inside another is not counted twice), with ``time.process_time`` — the process's CPU over
 all its threads, so run the benchmark with one torch thread (``torch_threads: 1``, the
@@ -336,4 +341,62 @@ def bench_train(config_path: Optional[str] = None, overrides: Sequence[str] = ()
     print(format_rows(rows))
     print(f"(torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f})")
+    return rows
+
+
+# --------------------------------------------------------------------------- scaling
+def _scaling_rank(config_path: Optional[str], overrides: Sequence[str], work: str,
+                  iterations: int) -> Tuple[int, float]:
+    """One rank of :func:`bench_scaling` -> (every rank's env frames, wall seconds) of
+    ``iterations`` timed PPO iterations after a warm-up one."""
+    from agent.algos.adversarial import bench_variant_trainer
+    from agent.distributed import current
+
+    dist = current()
+    trainer = bench_variant_trainer(config_path, list(overrides) + [
+        "rl.init_from=null", "rl.reward.init_from=null", "rl.in_process_envs=true",
+        "features.cache=false",  # every frame encoded: no run profits from an earlier one's
+        f"features.cache_dir={os.path.join(work, 'features')}"], "ppo_gt",
+        os.path.join(work, f"ranks{dist.world_size}"), total_updates=iterations + 1)
+    try:
+        trainer.run_iteration()  # warm-up: allocations, feature cache, first resets
+        dist.barrier()
+        frames, start = trainer.counters.training_frames, time.perf_counter()
+        for _ in range(iterations):
+            trainer.run_iteration()
+        dist.barrier()
+        return trainer.counters.training_frames - frames, time.perf_counter() - start
+    finally:
+        trainer.close_envs()
+
+
+def bench_scaling(config_path: Optional[str], overrides: Sequence[str] = (), *,
+                  ranks: Sequence[int] = (1, 2), iterations: int = 4,
+                  work_dir: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Data-parallel PPO throughput on ``ranks`` gloo processes of this machine (each rank
+    its own ``num_envs`` environments in its process; frames of every rank counted) ->
+    rows ``{ranks, frames_per_s, efficiency}``; prints them. Efficiency is
+    ``fps(n) / (n fps(smallest n))``."""
+    from agent.distributed import launch_local
+
+    if iterations < 1 or not ranks or min(ranks) < 1:
+        raise ValueError("bench scaling: --iterations must be >= 1 and --ranks positive")
+    work = work_dir or tempfile.mkdtemp(prefix="langnav_scaling_")
+    rows: List[Dict[str, Any]] = []
+    try:
+        for n in ranks:
+            results = launch_local(_scaling_rank, n, config_path, list(overrides), work,
+                                   iterations)
+            frames, seconds = results[0][0], max(r[1] for r in results)
+            rows.append({"ranks": n, "frames": frames, "seconds": seconds,
+                         "frames_per_s": frames / max(seconds, 1e-9)})
+    finally:
+        if work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    base = rows[0]
+    for row in rows:
+        row["efficiency"] = row["frames_per_s"] / (row["ranks"] / base["ranks"] * base["frames_per_s"])
+        print(f"ppo on {row['ranks']} rank(s): {row['frames_per_s']:.1f} frames/s "
+              f"({row['frames']} frames in {row['seconds']:.1f} s), scaling efficiency "
+              f"{row['efficiency']:.0%}", flush=True)
     return rows

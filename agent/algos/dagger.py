@@ -156,11 +156,12 @@ class DAggerTrainer(BCTrainer):
         if not self.resume() and cfg.init_from:
             self.initialised_from = self.warm_start(cfg.init_from, key="dagger.init_from")
             self.iteration, self.phase = 1, "collect"
-        if cfg.init_from:
-            self.expert_keys()
+        if cfg.init_from:  # distributed: rank 0 records or collects, the others read
+            self.dist.main_first(self.expert_keys)
         while self.iteration < cfg.iterations and not self.budget_reached():
             if self.phase == "collect":
-                self.collect(self.iteration)
+                iteration = self.iteration
+                self.dist.main_first(lambda: self.collect(iteration))
                 self.phase, self.epoch, self.batch_index = "train", 0, 0
                 self.save()
             sources = self.training_sources(self.iteration)

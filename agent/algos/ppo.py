@@ -50,10 +50,13 @@ class RolloutSample(NamedTuple):
     returns: torch.Tensor  # (T, B')
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the entries where ``mask`` is True (same shapes)."""
+def masked_mean(values: torch.Tensor, mask: torch.Tensor,
+                count: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is True (same shapes); with
+    ``count`` (a distributed minibatch's valid entries over every rank) this rank's share
+    of the global mean: its sum / ``count``."""
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    return (values * mask).sum() / (mask.sum() if count is None else count).clamp(min=1.0)
 
 
 # --------------------------------------------------------------------------- GAE
@@ -208,23 +211,51 @@ class RolloutBuffer:
             advantages=self.advantages[:, columns], returns=self.returns[:, columns])
 
     def sequence_minibatches(self, num_mini_batch: int,
-                             generator: Optional[torch.Generator] = None
+                             generator: Optional[torch.Generator] = None, *,
+                             column_offset: int = 0, total_columns: Optional[int] = None
                              ) -> Iterator[RolloutSample]:
         """Shuffle the B columns and split them into ``num_mini_batch`` minibatches of whole
-        sequences (sizes differ by at most one)."""
-        if not 1 <= num_mini_batch <= self.num_envs:
-            raise ValueError(f"num_mini_batch must be in [1, num_envs={self.num_envs}], "
+        sequences (sizes differ by at most one).
+
+        Distributed: this buffer holds columns ``column_offset ..`` of a global rollout of
+        ``total_columns``; the global columns are shuffled (the same generator state on
+        every rank) and each minibatch is this buffer's part of the global one (possibly
+        no column)."""
+        total = self.num_envs if total_columns is None else int(total_columns)
+        if not 1 <= num_mini_batch <= total:
+            raise ValueError(f"num_mini_batch must be in [1, num_envs={total}], "
                              f"got {num_mini_batch}")
-        order = torch.randperm(self.num_envs, generator=generator)
+        order = torch.randperm(total, generator=generator)
         for columns in torch.tensor_split(order, num_mini_batch):
+            if total_columns is not None:
+                mine = (columns >= column_offset) & (columns < column_offset + self.num_envs)
+                columns = columns[mine] - column_offset
             yield self.sample(columns)
+
+    def truncate(self, num_steps: int) -> "RolloutBuffer":
+        """The first ``num_steps`` steps (a rollout preempted by DD-PPO's straggler rule)."""
+        if num_steps >= self.num_steps:
+            return self
+        short = RolloutBuffer(num_steps, self.num_envs)
+        for name, value in vars(self).items():
+            if name == "observations":
+                short.observations = {k: v[:num_steps] for k, v in value.items()}
+            elif isinstance(value, torch.Tensor) and value.dim() >= 1 \
+                    and value.shape[0] == self.num_steps and name != "last_values" \
+                    and name != "old_initial_hidden":
+                setattr(short, name, value[:num_steps])
+            elif name not in ("num_steps",):
+                setattr(short, name, value)
+        return short
 
 
 # --------------------------------------------------------------------------- losses
 
 def ppo_loss_terms(logits: torch.Tensor, values: torch.Tensor, sample: RolloutSample, *,
                    clip_param: float, clip_value_loss: bool,
-                   normalize_advantage: bool) -> Dict[str, torch.Tensor]:
+                   normalize_advantage: bool, count: Optional[torch.Tensor] = None,
+                   advantage_moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                   ) -> Dict[str, torch.Tensor]:
     """The PPO loss as named terms over the valid steps of ``sample``.
 
     logits (T, B', A) and values (T, B') are the current policy's outputs on the sample.
@@ -234,31 +265,37 @@ def ppo_loss_terms(logits: torch.Tensor, values: torch.Tensor, sample: RolloutSa
 
     Value loss: the PPO2 / baselines variant, ½ · max((V − R)², (V_clip − R)²) with
     V_clip = V_old + clamp(V − V_old, −ε, ε) when ``clip_value_loss``, else ½ (V − R)²;
-    the ½ is in (as SB3's and CleanRL's 0.5 factor)."""
+    the ½ is in (as SB3's and CleanRL's 0.5 factor).
+
+    Distributed (:meth:`PPO.update`): ``count`` is the global minibatch's valid steps and
+    ``advantage_moments`` its advantages' (mean, std); each term is then this rank's share
+    of the global term (they sum over the ranks to it)."""
     mask = sample.valid_mask
     distribution = torch.distributions.Categorical(logits=logits)
     log_probs = distribution.log_prob(sample.actions)  # (T, B')
     log_ratio = log_probs - sample.old_log_probs
     ratio = log_ratio.exp()
     advantages = sample.advantages
-    if normalize_advantage:
+    if normalize_advantage and advantage_moments is not None:
+        advantages = (advantages - advantage_moments[0]) / (advantage_moments[1] + 1e-8)
+    elif normalize_advantage:
         valid = advantages[mask]
         std = valid.std(unbiased=False) if valid.numel() > 1 else valid.new_tensor(1.0)
         advantages = (advantages - valid.mean()) / (std + 1e-8)
     surrogate = advantages * ratio
     surrogate_clipped = advantages * ratio.clamp(1.0 - clip_param, 1.0 + clip_param)
-    pg_loss = -masked_mean(torch.min(surrogate, surrogate_clipped), mask)
+    pg_loss = -masked_mean(torch.min(surrogate, surrogate_clipped), mask, count)
     if clip_value_loss:
         values_clipped = sample.old_values + (values - sample.old_values).clamp(-clip_param, clip_param)
         squared_error = torch.max((values - sample.returns) ** 2,
                                   (values_clipped - sample.returns) ** 2)
     else:
         squared_error = (values - sample.returns) ** 2
-    value_loss = 0.5 * masked_mean(squared_error, mask)
-    entropy_loss = -masked_mean(distribution.entropy(), mask)
+    value_loss = 0.5 * masked_mean(squared_error, mask, count)
+    entropy_loss = -masked_mean(distribution.entropy(), mask, count)
     with torch.no_grad():
-        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
-        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_param).float(), mask)
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask, count)
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_param).float(), mask, count)
     return {"pg_loss": pg_loss, "value_loss": value_loss, "entropy_loss": entropy_loss,
             "approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
@@ -273,8 +310,13 @@ class PPO:
                  clip_param: float = 0.2, ppo_epochs: int = 4, num_mini_batch: int = 2,
                  value_loss_coef: float = 0.5, entropy_coef: float = 0.01,
                  clip_value_loss: bool = True, max_grad_norm: float = 0.5,
-                 normalize_advantage: bool = True, target_kl: Optional[float] = None):
+                 normalize_advantage: bool = True, target_kl: Optional[float] = None,
+                 dist: Any = None):
+        from agent.distributed import current
+
         self.policy = policy
+        #: the process group seam: gradients and loss statistics over every rank's rollout
+        self.dist = current() if dist is None else dist
         self.clip_param = clip_param
         self.ppo_epochs = ppo_epochs
         self.num_mini_batch = num_mini_batch
@@ -296,7 +338,8 @@ class PPO:
                    clip_value_loss=cfg.clip_value_loss, max_grad_norm=cfg.max_grad_norm,
                    normalize_advantage=cfg.normalize_advantage, target_kl=cfg.target_kl)
 
-    def loss_terms(self, sample: RolloutSample, value_only: bool = False) -> Dict[str, torch.Tensor]:
+    def loss_terms(self, sample: RolloutSample, value_only: bool = False,
+                   **global_stats: Any) -> Dict[str, torch.Tensor]:
         """Replay the sample's sequences with the current policy -> named loss terms plus
         ``loss`` = pg_loss + c_v · value_loss + c_e · entropy_loss (``value_only``:
         c_v · value_loss alone, to fit a critic before the actor moves)."""
@@ -305,7 +348,7 @@ class PPO:
             sample.episode_start_masks)
         terms = ppo_loss_terms(logits, values, sample, clip_param=self.clip_param,
                                clip_value_loss=self.clip_value_loss,
-                               normalize_advantage=self.normalize_advantage)
+                               normalize_advantage=self.normalize_advantage, **global_stats)
         if value_only:
             terms["loss"] = self.value_loss_coef * terms["value_loss"]
         else:
@@ -328,24 +371,19 @@ class PPO:
         totals: Dict[str, float] = {}
         num_updates = 0
         stopped_early = False
+        columns = self.dist_columns(buffer)
         for _ in range(self.ppo_epochs):
             epoch_kls: List[float] = []
-            for sample in buffer.sequence_minibatches(self.num_mini_batch, generator):
-                terms = self.loss_terms(sample, value_only)
-                if check_finite is not None:
-                    check_finite(terms)
-                elif not torch.isfinite(terms["loss"]):
-                    raise FloatingPointError(
-                        "PPO loss is not finite: " + ", ".join(
-                            f"{k}={float(v):.4g}" for k, v in terms.items()))
+            for sample in buffer.sequence_minibatches(self.num_mini_batch, generator, **columns):
                 self.optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
+                terms = self.minibatch_gradients(sample, value_only, check_finite)
+                self.dist.all_reduce_gradients(self.trainable_parameters)
                 grad_norm = nn.utils.clip_grad_norm_(self.trainable_parameters, self.max_grad_norm)
                 self.optimizer.step()
                 num_updates += 1
-                epoch_kls.append(float(terms["approx_kl"]))
+                epoch_kls.append(terms["approx_kl"])
                 for key, value in terms.items():
-                    totals[key] = totals.get(key, 0.0) + float(value.detach())
+                    totals[key] = totals.get(key, 0.0) + value
                 totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
             if self.target_kl is not None and sum(epoch_kls) / len(epoch_kls) > self.target_kl:
                 stopped_early = True
@@ -357,6 +395,45 @@ class PPO:
             max(float(buffer.returns.var()), 1e-8)
         metrics["explained_variance"] = explained
         return metrics
+
+    def dist_columns(self, buffer: RolloutBuffer) -> Dict[str, int]:
+        """Where this rank's columns sit in the global rollout (``{}`` in one process)."""
+        if not self.dist.distributed:
+            return {}
+        counts = self.dist.sum_metrics({str(self.dist.rank): buffer.num_envs})
+        sizes = [int(counts[str(r)]) for r in range(self.dist.world_size)]
+        return {"column_offset": sum(sizes[:self.dist.rank]), "total_columns": sum(sizes)}
+
+    def minibatch_gradients(self, sample: RolloutSample, value_only: bool,
+                            check_finite: Optional[Callable[[Mapping[str, torch.Tensor]], None]]
+                            ) -> Dict[str, float]:
+        """Back-propagate the loss of ``sample`` -> its terms as floats. Distributed: the
+        terms are this rank's shares of the global minibatch's (valid steps and advantage
+        moments summed over the ranks first; a rank without columns contributes nothing)
+        and the returned floats are the global terms."""
+        global_stats: Dict[str, Any] = {}
+        if self.dist.distributed:
+            mask = sample.valid_mask
+            valid = sample.advantages[mask].double()
+            moments = self.dist.all_reduce_(torch.stack([
+                mask.sum().double(), valid.sum(), (valid ** 2).sum()]))
+            count = moments[0].clamp(min=1.0)
+            mean = moments[1] / count
+            std = (moments[2] / count - mean ** 2).clamp(min=0.0).sqrt()
+            global_stats = {"count": count.float(),
+                            "advantage_moments": (mean.float(), std.float())}
+        terms: Dict[str, float] = {}
+        if sample.actions.shape[1] > 0:
+            loss_terms = self.loss_terms(sample, value_only, **global_stats)
+            if check_finite is not None:
+                check_finite(loss_terms)
+            elif not torch.isfinite(loss_terms["loss"]):
+                raise FloatingPointError(
+                    "PPO loss is not finite: " + ", ".join(
+                        f"{k}={float(v):.4g}" for k, v in loss_terms.items()))
+            loss_terms["loss"].backward()
+            terms = {k: float(v.detach()) for k, v in loss_terms.items()}
+        return self.dist.sum_metrics(terms) if self.dist.distributed else terms
 
     def state_dict(self) -> Dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}

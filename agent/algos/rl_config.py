@@ -52,6 +52,11 @@ class PPOConfig:
         150, help="training step cap per episode (a truncation, not a terminal state)")
     max_episode_steps_expert_factor: float = config_field(
         2.0, help="cap also at this multiple of the expert length (0 = only max_episode_steps)")
+    preempt_fraction: float = config_field(1.0, help=(
+        "torchrun: DD-PPO straggler preemption, a rank ends its rollout once this share of "
+        "the ranks finished theirs (1 = never; DD-PPO: 0.6)"))
+    preempt_min_steps: float = config_field(0.25, help=(
+        "torchrun: a rank is preempted only after this share of num_steps"))
 
 
 @dataclasses.dataclass(frozen=True)

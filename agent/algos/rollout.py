@@ -319,17 +319,29 @@ class RolloutCollector:
 
     # ------------------------------------------------------------------ collection
     @torch.no_grad()
-    def collect(self, policy: torch.nn.Module, generator: torch.Generator) -> RolloutBuffer:
+    def collect(self, policy: torch.nn.Module, generator: torch.Generator,
+                preemption: Any = None) -> RolloutBuffer:
         """``num_steps`` steps in every slot, actions sampled from the policy with
-        ``generator`` -> a filled buffer (``rewards`` still 0; ``env_rewards`` set)."""
+        ``generator`` -> a filled buffer (``rewards`` still 0; ``env_rewards`` set).
+
+        ``preemption`` (distributed, agent/algos/distributed.RolloutPreemption): DD-PPO's
+        straggler rule may stop the rollout early; the buffer then holds the steps taken
+        (the next rollout goes on from there)."""
         if self.state is None:
             self.reset(policy)
         policy.eval()
         buffer = RolloutBuffer(self.num_steps, self.num_envs)
         buffer.old_initial_hidden = self.state.rnn.clone()
         self.step_index = []
+        steps = self.num_steps
         for t in range(self.num_steps):
+            if preemption is not None and preemption.should_stop(t, self.num_steps):
+                steps = t
+                break
             self._collect_step(policy, generator, buffer, t)
+        if preemption is not None and steps == self.num_steps:
+            preemption.finished()
+        buffer = buffer.truncate(steps)
         _, last_values, _ = policy(self.current_inputs, self.state.rnn, self.state.prev_actions,
                                    self.masks)
         buffer.last_values = last_values.float().cpu()

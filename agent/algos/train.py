@@ -7,6 +7,10 @@ one, or the best success rate on **val_seen** (never val_unseen) — and evaluat
 ``eval.evaluator.evaluate_split`` on ``eval.splits``, writing
 ``out_dir/eval/stats_{split}.json`` whose run meta carries ``training_frames`` and
 ``wall_time_s``.
+
+Distributed (``torchrun --nproc-per-node N -m agent.cli train --config ...``, see
+agent/distributed.py): every rank trains on its shard and evaluates its share of the
+episodes; rank 0 writes the checkpoints, logs, evaluation files and ``result.json``.
 """
 from __future__ import annotations
 
@@ -116,13 +120,18 @@ def evaluate_run(cfg: TrainConfig) -> Dict[str, Any]:
     path = selection["checkpoint"]
     work_dir = os.path.join(eval_dir, "runs", os.path.splitext(os.path.basename(path))[0])
     results = {}
+    from agent.distributed import current
+
+    main = current().is_main  # sharded evaluation: rank 0 holds the merged files
     for split in cfg.eval.splits:
         stats = evaluate_checkpoint(path, cfg, split, work_dir, max_episodes=cfg.eval.max_episodes,
                                     sample=cfg.eval.sample, extra_meta={"selection": selection["selection"]})
         for name in (f"stats_{split}.json", f"predictions_{split}.json"):
-            _copy_atomic(os.path.join(work_dir, name), os.path.join(eval_dir, name))
+            if main:
+                _copy_atomic(os.path.join(work_dir, name), os.path.join(eval_dir, name))
         results[split] = stats["aggregate"]
-    write_json_atomic(os.path.join(eval_dir, "selection.json"), selection)
+    if main:
+        write_json_atomic(os.path.join(eval_dir, "selection.json"), selection)
     return {"checkpoint": path, "selection": selection["selection"], "aggregates": results}
 
 
@@ -143,7 +152,10 @@ def run_training(cfg: TrainConfig, *, evaluate: bool = True) -> Dict[str, Any]:
     result: Dict[str, Any] = {"train": metrics}
     if evaluate and cfg.eval.splits:
         result["eval"] = evaluate_run(cfg)
-    write_json_atomic(os.path.join(resolved_out_dir(cfg), "result.json"), result)
+    from agent.distributed import current
+
+    if current().is_main:
+        write_json_atomic(os.path.join(resolved_out_dir(cfg), "result.json"), result)
     return result
 
 
@@ -155,8 +167,20 @@ def cli_train(args) -> int:
         print("Training config keys (set them in the YAML or as dotted overrides a.b=value):")
         print(format_help(TrainConfig))
         return 0
+    from agent import distributed
+
     cfg = load_train_config(args.config, list(args.overrides or ()))
-    result = run_training(cfg)
+    if getattr(args, "distributed", False) and not distributed.launched_by_torchrun():
+        raise ValueError("--distributed: start the ranks with torchrun, e.g. `torchrun "
+                         "--nproc-per-node 2 -m agent.cli train --distributed --config ...` "
+                         "(RANK and WORLD_SIZE are not set)")
+    dist = distributed.init_from_env(getattr(args, "backend", None))
+    try:
+        result = run_training(cfg)
+    finally:
+        distributed.shutdown()
+    if not dist.is_main:
+        return 0
     train = result["train"]
     print(f"{cfg.trainer}: {train['updates']} updates, {train['training_frames']} frames, "
           f"{train['wall_time_s']:.0f} s; checkpoint {train['checkpoint']}")
