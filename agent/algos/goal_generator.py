@@ -34,7 +34,6 @@ import dataclasses
 import logging
 import math
 import os
-import time
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -42,9 +41,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agent.algos.base_trainer import BaseTrainer, Counters, seed_everything
-from agent.algos.checkpoint import (CheckpointError, checkpoint_name, latest_checkpoint,
-                                    rng_state, set_rng_state)
+from agent.algos.base_trainer import BaseTrainer, seed_everything
+from agent.algos.checkpoint import (checkpoint_name, latest_checkpoint, load_checkpoint,
+                                    rng_state)
 from agent.algos.config import GoalGeneratorTrainConfig, load_goal_generator_config
 from agent.config import config_from_dict, config_to_dict
 from agent.io_utils import atomic_output, write_json_atomic
@@ -105,7 +104,7 @@ class GeneratorData:
     """The expert stores the generator reads, and the featurizer recording missing
     episodes into ``features.cache_dir`` (built on first need)."""
 
-    def __init__(self, cfg: GoalGeneratorTrainConfig, *, progress: Any = None):
+    def __init__(self, cfg: GoalGeneratorTrainConfig):
         from agent.algos.config import backend_config_of
         from agent.algos.features import render_identity
 
@@ -113,7 +112,6 @@ class GeneratorData:
         self.backend = backend_config_of(cfg)
         self.render = render_identity(self.backend, cfg.data_dir)
         self.root = cfg.features.cache_dir or os.path.join(cfg.data_dir, "feature_cache")
-        self.progress = progress
         self._encoder = None
         self._featurizer = None
 
@@ -214,22 +212,9 @@ def save_generator_checkpoint(path: str, *, config: GoalGeneratorTrainConfig,
 def read_generator_checkpoint(path: str) -> Dict[str, Any]:
     """The checkpoint dict; CheckpointError naming ``path`` when it is missing, corrupt or
     not a goal generator checkpoint."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"goal generator checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {type(e).__name__}"
-                              ) from None
-    if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
-        kind = payload.get("format") if isinstance(payload, dict) else None
-        raise CheckpointError(f"{path} is not a goal generator checkpoint (format {kind!r}, "
-                              f"expected {GENERATOR_FORMAT!r}; train one with langnav train "
-                              f"--config habitat_configs/experiments/goal_generator.yaml)")
-    if payload.get("version") != GENERATOR_VERSION:
-        raise CheckpointError(f"checkpoint {path} has version {payload.get('version')}; this "
-                              f"langnav reads version {GENERATOR_VERSION}")
-    return payload
+    return load_checkpoint(path, fmt=GENERATOR_FORMAT, version=GENERATOR_VERSION,
+                           kind="goal generator checkpoint (train one with langnav train "
+                                "--config habitat_configs/experiments/goal_generator.yaml)")
 
 
 def load_generator(path: str) -> Tuple[GoalGenerator, GoalGeneratorTrainConfig, Any, Dict[str, Any]]:
@@ -330,16 +315,7 @@ class GoalGeneratorTrainer(BaseTrainer):
         checkpoint = read_generator_checkpoint(path)
         self.generator.load_state_dict(checkpoint["model_state"])
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
-        stored = checkpoint["counters"]
-        self.counters = Counters(**{f.name: stored[f.name] for f in dataclasses.fields(Counters)
-                                    if f.name in stored})
-        self._wall_before_session = float(self.counters.wall_time_s)
-        self._session_start = time.perf_counter()
-        self.load_trainer_state(checkpoint["trainer_state"])
-        set_rng_state(checkpoint["rng"])
-        self.repair_train_log()
-        self.last_checkpoint = self.resumed_from = path
-        log.info("goal_generator: resumed from %s (update %d)", path, self.counters.updates)
+        self.restore_progress(checkpoint, path)
         return True
 
     # ------------------------------------------------------------------ data
@@ -403,7 +379,10 @@ class GoalGeneratorTrainer(BaseTrainer):
         return np.random.default_rng([self.config.seed, self.epoch]).permutation(size)
 
     def train(self) -> Dict[str, Any]:
-        pairs = self.load_pairs()  # before resume: the RNG state restored is the one to go on with
+        pairs = self.load_pairs()
+        # the updates' randomness (dropout, z, word dropout) starts from the seed whatever
+        # reading or recording the data did; a resumed run restores its checkpoint's states
+        seed_everything(self.config.seed + 1)
         self.resume()
         train = self.config.train
         per_epoch = math.ceil(len(pairs) / train.batch_size)
