@@ -61,6 +61,14 @@ def _name(text: str) -> str:
     return text
 
 
+def _instructions(text: str) -> str:
+    """--instructions: normal, shuffled, or a path to a .json file."""
+    if text in ("normal", "shuffled") or text.lower().endswith(".json"):
+        return text
+    raise argparse.ArgumentTypeError(f"must be normal, shuffled or a FILE.json of episode id "
+                                     f"-> instruction text, got {text!r}")
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the help already says it (or the
     option is required, a flag, or has no default)."""
@@ -186,8 +194,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                          "the same K for every agent (default: all)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the agents' randomness and of "
                     "the instruction shuffle")
-    ev.add_argument("--instructions", choices=("normal", "shuffled"), default="normal",
-                    help="shuffled: swap instructions among episodes of the same house")
+    ev.add_argument("--instructions", type=_instructions, default="normal",
+                    help="normal; shuffled: swap instructions among episodes of the same "
+                         "house; or FILE.json, a JSON object episode id -> instruction text: "
+                         "exactly those episodes with those instructions (tokenised with the "
+                         "agent's own tokenizer; words it does not know are counted in the "
+                         "stats' run.instruction_encoding)")
+    ev.add_argument("--episode-ids", type=_name_list, default=None,
+                    help="comma-separated episode ids: evaluate exactly these (one split; "
+                         "default: all, or --sample / --max-episodes)")
     ev.add_argument("--backend-config", default=None,
                     help="backend YAML (default: houses; e.g. habitat_configs/habitat/vln_r2r.yaml)")
     ev.add_argument("--name", default=None, help="method name shown in reports (default: the "
@@ -331,6 +346,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     pf.set_defaults(func=_handler("agent.algos.feature_probe:cli_probe_features"))
 
 
+def _add_describe(sub: argparse._SubParsersAction) -> None:
+    de = sub.add_parser("describe", help="instructions the goal generator writes for an "
+                                         "episode's reference path, printed and drawn on the map")
+    de.add_argument("--checkpoint", required=True,
+                    help="a goal generator checkpoint G.pt (or its run directory)")
+    de.add_argument("--data", default=None, help="dataset directory (default: the checkpoint's)")
+    de.add_argument("--split", type=_name, default="val_seen", help="split name")
+    de.add_argument("--episode", required=True, help="episode id")
+    de.add_argument("--samples", type=POSITIVE, default=5,
+                    help="instructions sampled (z from the prior, words sampled)")
+    de.add_argument("--temperature", type=float, default=1.0, help="word sampling temperature")
+    de.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    de.add_argument("--out", default=None, help="also draw them on the episode's map: a PNG "
+                    "file (default: print only)")
+    de.set_defaults(func=_handler("agent.algos.goal_generator:cli_describe"))
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="print throughput figures")
     bench.add_argument("what", choices=("render", "encoder", "env", "train", "adversarial"),
@@ -375,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_eval(sub)
     _add_train(sub)
+    _add_describe(sub)
     _add_bench(sub)
     return parser
 

@@ -40,7 +40,7 @@ __all__ = [
     "ConfigError", "config_field", "config_section", "load_config", "config_from_dict",
     "config_to_dict", "config_to_yaml", "format_help", "all_config_keys", "read_yaml_with_bases",
     "InstructionEncoderConfig", "RGBEncoderConfig", "DepthEncoderConfig", "PolicyConfig",
-    "ModelConfig",
+    "ModelConfig", "GoalGeneratorModelConfig",
 ]
 
 T = TypeVar("T")
@@ -493,3 +493,27 @@ class ModelConfig:
     rgb_encoder: RGBEncoderConfig = config_section(RGBEncoderConfig, help="RGB encoder")
     depth_encoder: DepthEncoderConfig = config_section(DepthEncoderConfig, help="depth encoder")
     policy: PolicyConfig = config_section(PolicyConfig, help="recurrent policy")
+
+
+@dataclasses.dataclass(frozen=True)
+class GoalGeneratorModelConfig:
+    """The variational goal generator (agent/models/goal_generator.py): a conditional VAE
+    over instructions given an expert trajectory."""
+
+    rgb_pool: int = config_field(
+        2, help="the stored RGB features (C, h, w) are average-pooled to rgb_pool x rgb_pool "
+                "per step (C * rgb_pool^2 inputs)")
+    depth_pool: int = config_field(
+        4, help="depth (metres / 10) average-pooled to depth_pool x depth_pool per step")
+    action_embedding_size: int = config_field(16, help="embedding of the step's action")
+    hidden_size: int = config_field(
+        256, help="trajectory encoder (bidirectional GRU: hidden_size/2 per direction), "
+                  "instruction encoder and decoder GRU size")
+    word_embedding_size: int = config_field(128, help="word embedding (encoder and decoder)")
+    latent_size: int = config_field(16, help="dimensions of the latent z")
+    attention: bool = config_field(
+        True, help="the decoder attends over the trajectory encoder's steps (else it sees "
+                   "only the trajectory summary and z)")
+    dropout: float = config_field(0.1, help="dropout on the decoder's outputs in training")
+    max_length: int = config_field(
+        120, help="words generated at most (training targets longer than this are cut)")

@@ -47,6 +47,45 @@ def shuffle_instructions(episodes: Sequence[Dict[str, Any]], seed: int = 0) -> L
     return out
 
 
+def load_instruction_file(path: str) -> Dict[str, str]:
+    """``--instructions FILE.json``: a JSON object episode id -> instruction text (ids as
+    strings); one error naming the file and the entry for anything else."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"instruction file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: must be a non-empty JSON object of episode id -> "
+                         f"instruction text, got {type(data).__name__}"
+                         + (" (empty)" if isinstance(data, dict) else ""))
+    texts: Dict[str, str] = {}
+    for key, text in data.items():
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{path}: episode {key!r}: the instruction must be a non-empty "
+                             f"string, got {text!r}")
+        texts[str(key)] = text
+    return texts
+
+
+def with_instructions(episodes: Sequence[Dict[str, Any]], texts: Dict[str, str], vocab: Any,
+                      where: str) -> List[Dict[str, Any]]:
+    """Exactly the episodes ``texts`` names (split order), each with its text as the
+    instruction; ``instruction_tokens`` are the text in the dataset's vocabulary (unknown
+    words -> ``<unk>``), so an agent that reads the dataset's tokens reads the same ids as
+    its own tokenizer would make of the text."""
+    from agent.datasets.show import select_episodes
+
+    out = []
+    for ep in select_episodes(episodes, list(texts), where):
+        text = texts[str(ep["episode_id"])]
+        out.append(dict(ep, instruction={"instruction_text": text,
+                                         "instruction_tokens": vocab.encode(text, max_len=None)}))
+    return out
+
+
 # ---------------------------------------------------------------------------- resume log
 class PartialLog:
     """Append-only JSON lines of finished episodes. A line a kill cut short (torn write) is
@@ -198,14 +237,16 @@ def agent_identity(agent) -> Dict[str, Any]:
 
 
 def check_eval_identity(agent, data_dir: str, split: str, out_dir: str, *,
-                        backend_cfg: Dict[str, Any], instructions: str, seed: int,
+                        backend_cfg: Dict[str, Any], instructions: Any, seed: int,
                         sample: Optional[int], max_episodes: Optional[int],
-                        agent_name: str = "") -> None:
+                        agent_name: str = "",
+                        episode_ids: Optional[Sequence[str]] = None) -> None:
     """Record what produces ``out_dir``'s episodes of ``split`` (``identity_{split}.json``:
     agent, dataset split, instruction mode, sample, first-K, seed, render settings), or
     raise RunIdentityError naming every difference when the directory holds episodes of
-    another agent, dataset or mode. A directory from before identities were recorded is
-    adopted."""
+    another agent, dataset or mode. ``instructions``: the mode, or for an instruction file
+    ``{"file_sha1": ...}`` (its content, wherever it lies). A directory from before
+    identities were recorded is adopted."""
     from agent.run_identity import check_identity, dataset_identity
 
     render = {k: v for k, v in backend_cfg.items() if k not in ("data_dir", "scenes_dir")}
@@ -213,6 +254,8 @@ def check_eval_identity(agent, data_dir: str, split: str, out_dir: str, *,
     identity = {"agent": agent_identity(agent), "data": dataset_identity(data_dir, split),
                 "instructions": instructions, "seed": int(seed), "sample": sample,
                 "max_episodes": max_episodes, "backend": render}
+    if episode_ids is not None:  # recorded only when chosen: older directories still match
+        identity["episode_ids"] = [str(i) for i in episode_ids]
     info = {"agent_name": agent_name, "data_dir": os.path.abspath(data_dir),
             "checkpoint": (getattr(agent, "run_meta", None) or {}).get("checkpoint")}
     check_identity(os.path.join(out_dir, f"identity_{split}.json"), identity,
@@ -225,8 +268,8 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
                    max_episodes: Optional[int] = None, sample: Optional[int] = None,
                    instructions: str = "normal",
                    seed: int = 0, run_meta: Optional[Dict[str, Any]] = None,
-                   in_process: bool = False, num_workers: Optional[int] = None
-                   ) -> Dict[str, Any]:
+                   in_process: bool = False, num_workers: Optional[int] = None,
+                   episode_ids: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Evaluate on one split; returns the stats dict (also written to ``out_dir``).
 
     ``num_envs`` environments run in ``num_workers`` processes (None: one per env up to 2
@@ -235,7 +278,12 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
 
     ``max_episodes``: the first K episodes; ``sample``: K episodes spread evenly over the
     split (:func:`evenly_spaced`; the same ones for every agent and instruction mode, so
-    runs stay paired).
+    runs stay paired); ``episode_ids``: exactly these episodes.
+
+    ``instructions``: ``normal``, ``shuffled`` (:func:`shuffle_instructions`) or the path of
+    a JSON file episode id -> text (:func:`load_instruction_file`): exactly the episodes it
+    names, with its texts (:func:`with_instructions`); the agent's report of unknown words
+    (``run.instruction_encoding``) is then made from the texts.
 
     Under torchrun (agent/distributed.py) the episodes are split by rank: each rank
     runs ``todo[rank::world]`` in its own environments and appends to its own partial log
@@ -245,9 +293,8 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     rank returns them."""
     from tqdm import tqdm
 
-    from agent.distributed import current
-
     from agent.datasets.episodes import load_gt, load_split, split_paths
+    from agent.distributed import current
     from agent.envs.vector_env import VectorEnv
     from eval.schema import aggregate, predictions_from_stats, save_predictions, save_stats
 
@@ -256,8 +303,23 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     if hasattr(agent, "check_vocab"):  # another vocabulary: texts re-encoded with the agent's
         agent.check_vocab(vocab, ep_path)
     gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
+    instruction_file = None
+    identity_instructions: Any = instructions
     if instructions == "shuffled":
         episodes = shuffle_instructions(episodes, seed)
+    elif instructions != "normal":
+        from agent.run_identity import file_sha1
+
+        episodes = with_instructions(episodes, load_instruction_file(instructions), vocab,
+                                     where=f"{ep_path} (named in {instructions})")
+        instruction_file = {"path": os.path.abspath(instructions),
+                            "sha1": file_sha1(instructions), "episodes": len(episodes)}
+        identity_instructions = {"file_sha1": instruction_file["sha1"]}
+    if episode_ids is not None:
+        from agent.datasets.show import select_episodes
+
+        episodes = select_episodes(episodes, list(episode_ids), ep_path if instruction_file
+                                   is None else f"{instructions}")
     if max_episodes is not None and sample is not None:
         raise ValueError("choose max_episodes (the first K) or sample (K spread over the "
                          "split), not both")
@@ -266,12 +328,17 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     if max_episodes is not None:
         episodes = episodes[:max_episodes]
     # how the agent reads these instructions: unknown words, re-encoding, cut/windowed texts
-    encoding = agent.instruction_report(episodes) if hasattr(agent, "instruction_report") else None
+    # (a user's texts: counted from the words, not from the dataset's <unk> tokens)
+    reported = episodes if instruction_file is None else [
+        {"instruction": {"instruction_text": ep["instruction"]["instruction_text"]}}
+        for ep in episodes]
+    encoding = agent.instruction_report(reported) if hasattr(agent, "instruction_report") else None
     dist = current()
     os.makedirs(out_dir, exist_ok=True)
     dist.main_first(lambda: check_eval_identity(
-        agent, data_dir, split, out_dir, backend_cfg=backend_cfg, instructions=instructions,
-        seed=seed, sample=sample, max_episodes=max_episodes, agent_name=agent_name))
+        agent, data_dir, split, out_dir, backend_cfg=backend_cfg,
+        instructions=identity_instructions, seed=seed, sample=sample,
+        max_episodes=max_episodes, agent_name=agent_name, episode_ids=episode_ids))
     partials = partial_logs(out_dir, split, dist.world_size)
     partial = partials[dist.rank]
     done = load_partials(partials)
@@ -308,7 +375,8 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
                          "trajectory": {k: done[eid][k] for k in ("positions", "headings", "actions")},
                          "stop_called": done[eid]["stop_called"]}
                    for eid in order}
-    run = {"method": agent_name, "seed": seed, "instructions": instructions,
+    run = {"method": agent_name, "seed": seed,
+           "instructions": instructions if instruction_file is None else "file",
            "training_frames": None, "wall_time_s": None, "backend": backend_cfg.get("backend", "houses"),
            "data_dir": os.path.abspath(data_dir), "checkpoint": None, "notes": "",
            # wall seconds of these episodes summed over every (killed and resumed) session
@@ -316,6 +384,10 @@ def evaluate_split(agent, agent_name: str, data_dir: str, split: str, out_dir: s
     run.update(run_meta or {})
     if encoding:
         run["instruction_encoding"] = encoding
+    if instruction_file is not None:
+        run["instruction_file"] = instruction_file
+    if episode_ids is not None:
+        run["episode_ids"] = [str(i) for i in episode_ids]
     stats = {"schema": "langnav.stats/1", "split": split, "agent": agent_name, "run": run,
              "episodes": per_episode, "aggregate": aggregate(per_episode)}
     save_stats(os.path.join(out_dir, f"stats_{split}.json"), stats)
@@ -373,6 +445,13 @@ def format_aggregate(stats: Dict[str, Any]) -> str:
 def cli_eval(args) -> int:
     from eval.agents import limit_torch_threads, make_agent
 
+    splits = args.split.split(",")
+    chosen = [o for o, on in (("--episode-ids", getattr(args, "episode_ids", None)),
+                              ("--instructions FILE", args.instructions not in ("normal", "shuffled")))
+              if on]
+    if chosen and len(splits) > 1:
+        raise ValueError(f"{' and '.join(chosen)} name episodes of one split; got --split "
+                         f"{args.split}")
     is_checkpoint = args.agent.endswith(".pt")
     limit_torch_threads(args.agent, args.torch_threads)
     data_dir = args.data if is_checkpoint else resolve_data_dir(args.data, args.backend_config)
@@ -391,12 +470,19 @@ def cli_eval(args) -> int:
     meta = dict(getattr(agent, "run_meta", {}) or {})
     if args.name:  # the checkpoint's run name otherwise (its run_meta)
         meta["method"] = args.name
+    episode_ids = args.episode_ids.split(",") if getattr(args, "episode_ids", None) else None
     for split in args.split.split(","):
         stats = evaluate_split(agent, name, data_dir, split, args.out, backend_cfg=backend_cfg,
                                num_envs=args.num_envs, num_workers=getattr(args, "workers", None),
                                max_episodes=args.max_episodes,
-                               sample=args.sample,
+                               sample=args.sample, episode_ids=episode_ids,
                                instructions=args.instructions, seed=args.seed, run_meta=meta)
         print(format_aggregate(stats))
+        encoding = stats["run"].get("instruction_encoding") or {}
+        if args.instructions not in ("normal", "shuffled") and encoding:
+            words = encoding.get("unknown_words") or {}
+            print(f"  {encoding.get('with_unknown_words', 0)} of {encoding.get('instructions', 0)} "
+                  f"instructions hold words the agent does not know"
+                  + (f": {', '.join(sorted(words))}" if words else ""))
     print(f"wrote {args.out}")
     return 0

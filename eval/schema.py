@@ -57,7 +57,8 @@ SCHEMA = "langnav.stats/1"
 STOP_ACTION = 0  # agent.envs.base.STOP; eval keeps no dependency on the env package here
 RUN_KEYS = ("method", "seed", "instructions", "training_frames", "wall_time_s", "backend",
             "data_dir", "checkpoint", "notes")
-INSTRUCTION_MODES = ("normal", "shuffled")
+#: "file": a user's instructions (``eval --instructions FILE.json``; run.instruction_file)
+INSTRUCTION_MODES = ("normal", "shuffled", "file")
 BACKENDS = ("houses", "habitat")
 EPISODE_KEYS = ("house", "trajectory_id", "metrics", "trajectory", "geodesic_start")
 TRAJECTORY_KEYS = ("positions", "headings", "actions")

@@ -173,7 +173,7 @@ def record_episode(agent, envs, episode: Dict[str, Any], gt: Dict[str, Any],
 
 def cli_rollout(args) -> int:
     from agent.datasets.episodes import load_gt, load_split, require_split
-    from agent.datasets.show import describe_ids
+    from agent.datasets.show import select_episodes
     from agent.envs.vector_env import VectorEnv
     from eval.agents import limit_torch_threads, make_agent
     from eval.evaluator import load_backend_config, resolve_data_dir
@@ -187,14 +187,7 @@ def cli_rollout(args) -> int:
     episodes, _ = load_split(ep_path)
     gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
     if args.episode_ids:
-        wanted = args.episode_ids.split(",")
-        known = {str(ep["episode_id"]) for ep in episodes}
-        unknown = [i for i in wanted if i not in known]
-        if unknown:
-            raise KeyError(f"no episode {', '.join(map(repr, unknown))} in {ep_path} "
-                           f"({len(episodes)} episodes; ids "
-                           f"{describe_ids([ep['episode_id'] for ep in episodes])})")
-        episodes = [ep for ep in episodes if str(ep["episode_id"]) in set(wanted)]
+        episodes = select_episodes(episodes, args.episode_ids.split(","), ep_path)
     else:
         episodes = episodes[:args.episodes]
     cfg = dict(load_backend_config(args.backend_config, args.data, width=256, height=256),

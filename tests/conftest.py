@@ -17,7 +17,8 @@ BUILD_SOURCES = ("agent/envs/houses/*.py", "agent/datasets/*.py", "agent/envs/ba
 
 #: modules under BUILD_SOURCES that a build never runs (training-data readers)
 NOT_BUILD_SOURCES = ("agent/datasets/torch_dataset.py", "agent/datasets/trajectory_store.py",
-                     "agent/datasets/smooth_expert.py", "agent/datasets/augment.py")
+                     "agent/datasets/smooth_expert.py", "agent/datasets/augment.py",
+                     "agent/datasets/show.py")
 
 
 def _source_hash() -> str:

@@ -226,6 +226,18 @@ CASES: Dict[str, Callable[[Path, Path], List[str]]] = {
     "split-list-only-comma": lambda b, t: ["eval", "--agent", "random", "--data", str(b),
                                            "--out", str(t / "r"), "--split", ","],
     "instructions-unknown-mode": _eval_args("--instructions", "sideways"),
+    "instructions-file-missing": lambda b, t: _eval(b, t / "run", "--instructions",
+                                                    str(t / "nowhere.json")),
+    "instructions-file-list": lambda b, t: _eval(b, t / "run", "--instructions",
+                                                 str(_write(t / "i.json", "[\"go\"]"))),
+    "instructions-file-unknown-episode": lambda b, t: _eval(
+        b, t / "run", "--instructions", str(_write(t / "i.json", '{"9999": "go"}'))),
+    "eval-episode-ids-two-splits": lambda b, t: ["eval", "--agent", "random", "--data", str(b),
+                                                 "--out", str(t / "r"), "--split",
+                                                 "val_unseen,train", "--episode-ids", "1"],
+    "describe-not-a-generator": lambda b, t: ["describe", "--checkpoint",
+                                              str(_write(t / "g.pt", b"not a checkpoint")),
+                                              "--data", str(b), "--episode", "1"],
     "rollout-episodes-zero": lambda b, t: ["rollout", "--agent", "random", "--data", str(b),
                                            "--out", str(t / "v"), "--episodes", "0"],
     "rollout-episode-ids-empty-entry": lambda b, t: ["rollout", "--agent", "random", "--data",
@@ -300,6 +312,11 @@ CASES: Dict[str, Callable[[Path, Path], List[str]]] = {
 
 #: what the error line must name for cases whose cause could be mistaken for another's
 EXPECTED = {
+    "instructions-file-missing": "instruction file not found",
+    "instructions-file-list": "must be a non-empty JSON object",
+    "instructions-file-unknown-episode": "no episode '9999'",
+    "eval-episode-ids-two-splits": "name episodes of one split",
+    "describe-not-a-generator": "is corrupt or truncated",
     "floorplan-not-json": "u0000.floorplan.json is not valid JSON",
     "floorplan-unknown-keys": "u0000.floorplan.json is malformed",
     "floorplan-not-an-object": "u0000.floorplan.json",

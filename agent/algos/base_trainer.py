@@ -390,19 +390,24 @@ class BaseTrainer:
         self.policy.load_checkpoint_state_dict(checkpoint["policy_state"])
         if self.optimizer is not None and checkpoint["optimizer_state"] is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        self.load_extra_state(checkpoint["extra_state"])
+        self.restore_progress(checkpoint, path)
+        return True
+
+    def restore_progress(self, checkpoint: Mapping[str, Any], path: str) -> None:
+        """After the modules' weights: counters, wall time, trainer state and RNG states of
+        ``checkpoint``; ``train_log.jsonl`` repaired to its update."""
         stored = checkpoint["counters"]
         self.counters = Counters(**{f.name: stored[f.name] for f in dataclasses.fields(Counters)
                                     if f.name in stored})
         self._wall_before_session = float(self.counters.wall_time_s)
         self._session_start = time.perf_counter()
         self.load_trainer_state(checkpoint["trainer_state"])
-        self.load_extra_state(checkpoint["extra_state"])
         set_rng_state(checkpoint["rng"])
         self.dist.main_first(self.repair_train_log)
         self.last_checkpoint = self.resumed_from = path
         log.info("%s: resumed from %s (update %d, %d frames)", self.trainer_name, path,
                  self.counters.updates, self.counters.training_frames)
-        return True
 
     def warm_start(self, path: str, *, key: str) -> str:
         """Load the policy weights of another run's checkpoint (e.g. BC) -> its path: a

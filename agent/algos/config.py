@@ -23,10 +23,13 @@ import os
 from typing import Any, Dict, Literal, Optional, Sequence, Tuple
 
 from agent.algos.rl_config import RLConfig
-from agent.config import ConfigError, ModelConfig, config_field, config_section, load_config
+from agent.config import (ConfigError, GoalGeneratorModelConfig, ModelConfig, RGBEncoderConfig,
+                          config_field, config_section, load_config)
 
 __all__ = ["BackendSection", "FeatureSection", "BCConfig", "DAggerConfig", "EvalSection",
-           "TrainConfig", "load_train_config", "backend_config_of", "resolved_out_dir"]
+           "TrainConfig", "load_train_config", "backend_config_of", "resolved_out_dir",
+           "GeneratorFeatureSection", "GeneratorTrainSection", "GeneratorEvalSection",
+           "GoalGeneratorTrainConfig", "load_goal_generator_config", "experiment_trainer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,3 +251,163 @@ def backend_config_of(cfg: TrainConfig) -> Dict[str, Any]:
     backend["width"], backend["height"] = cfg.backend.width, cfg.backend.height
     backend["max_steps"] = cfg.backend.max_episode_steps
     return backend
+
+
+# =========================================================================== goal generator
+@dataclasses.dataclass(frozen=True)
+class GeneratorFeatureSection(FeatureSection):
+    """The feature cache and expert stores the goal generator reads (and records into)."""
+
+    read_only_dirs: Tuple[str, ...] = config_field(
+        (), help="more feature roots whose expert stores are only read (never written): a "
+                 "store there holding every episode needed is used as it is, else the "
+                 "missing recording goes to cache_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorTrainSection:
+    """Training of the goal generator on expert (trajectory, instruction) pairs."""
+
+    split: str = config_field("train", help="split whose expert pairs it trains on")
+    max_episodes: Optional[int] = config_field(
+        None, help="use only the first K episodes of the split (null = all)")
+    epochs: int = config_field(20, help="passes over the expert pairs")
+    batch_size: int = config_field(32, help="(trajectory, instruction) pairs per minibatch")
+    lr: float = config_field(1e-3, help="Adam learning rate")
+    max_grad_norm: Optional[float] = config_field(
+        5.0, help="clip the gradient norm to this (null = no clipping)")
+    kl_anneal_updates: int = config_field(
+        2000, help="the KL weight rises linearly from 0 to kl_weight over this many updates "
+                   "(0 = kl_weight from the start)")
+    kl_weight: float = config_field(1.0, help="final weight of the KL term (1 = the ELBO)")
+    free_bits: float = config_field(
+        0.1, help="free bits per latent dimension (Kingma et al. 2016): the batch-mean KL of "
+                  "a dimension below this is not pushed further down (0 = off)")
+    word_dropout: float = config_field(
+        0.25, help="share of the decoder's input words replaced by <unk> in training (Bowman "
+                   "et al. 2016): the decoder must lean on z and the trajectory")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorEvalSection:
+    """Evaluation of the goal generator on held-out paths after training."""
+
+    splits: Tuple[str, ...] = config_field(
+        ("val_seen", "val_unseen"), help="splits it is evaluated on")
+    sample: Optional[int] = config_field(
+        None, help="evaluate K paths (trajectory ids) spread evenly over each split, with all "
+                   "their instructions (null = every path)")
+    samples: int = config_field(
+        5, help="instructions sampled per path (z from the prior, words sampled) for "
+                "distinct-n")
+    temperature: float = config_field(1.0, help="word sampling temperature of those samples")
+    batch_size: int = config_field(32, help="paths per evaluation batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class GoalGeneratorTrainConfig:
+    """The goal generator's run (``langnav train --config
+    habitat_configs/experiments/goal_generator.yaml``)."""
+
+    trainer: Literal["goal_generator"] = config_field(
+        "goal_generator", help="goal_generator (this config's only trainer)")
+    data_dir: str = config_field("data/default", help="dataset directory (VLN-CE R2R format)")
+    out_dir: Optional[str] = config_field(
+        None, help="run directory (checkpoints, tensorboard, eval); {seed}, {trainer}, {name} "
+                   "are filled in; null = runs/<name>_seed<seed>")
+    name: Optional[str] = config_field(None, help="run name; null = the trainer name")
+    seed: int = config_field(0, help="random seed for torch, numpy, python and batch order")
+    device: str = config_field("cpu", help="torch device")
+    torch_threads: int = config_field(0, help="torch intra-op threads (0 = torch's default)")
+    num_envs: int = config_field(2, help="environments recording missing expert episodes")
+    num_workers: Optional[int] = config_field(
+        None, help="worker processes sharing the num_envs environments (null = one per env "
+                   "up to 2 envs, else one per CPU core)")
+    total_updates: Optional[int] = config_field(
+        None, help="stop after this many gradient updates (null = train.epochs)")
+    checkpoint_interval: int = config_field(
+        500, help="write a resumable checkpoint every this many updates (and at the end)")
+    keep_checkpoints: int = config_field(
+        0, help="keep only the newest K periodic checkpoints (0 = keep all)")
+    log_interval: int = config_field(10, help="log scalars every this many updates")
+    progress: bool = config_field(True, help="show tqdm progress bars")
+    backend: BackendSection = config_section(BackendSection, help="simulator recording "
+                                             "expert episodes")
+    features: GeneratorFeatureSection = config_section(
+        GeneratorFeatureSection, help="frozen-feature cache and expert stores")
+    rgb_encoder: RGBEncoderConfig = config_section(
+        RGBEncoderConfig, help="the frozen RGB features the trajectories are made of (must "
+                               "match the expert store to be read)")
+    model: GoalGeneratorModelConfig = config_section(GoalGeneratorModelConfig,
+                                                     help="the conditional VAE")
+    train: GeneratorTrainSection = config_section(GeneratorTrainSection, help="training")
+    eval: GeneratorEvalSection = config_section(GeneratorEvalSection,
+                                                help="evaluation after training")
+
+
+def load_goal_generator_config(yaml_path: Optional[str],
+                               overrides: Sequence[str] = ()) -> GoalGeneratorTrainConfig:
+    """:class:`GoalGeneratorTrainConfig` from a YAML and dotted overrides (unknown keys and
+    bad values raise ConfigError naming the key)."""
+    cfg = load_config(GoalGeneratorTrainConfig, yaml_path, overrides)
+    check_goal_generator_config(cfg)
+    return cfg
+
+
+def check_goal_generator_config(cfg: GoalGeneratorTrainConfig) -> None:
+    """Value checks the type system cannot express; each error names the key."""
+    if not cfg.rgb_encoder.freeze:
+        raise ConfigError("config key 'rgb_encoder.freeze' must be true: the goal generator "
+                          "reads the frozen RGB features of the expert stores")
+    positive = {"num_envs": cfg.num_envs, "checkpoint_interval": cfg.checkpoint_interval,
+                "log_interval": cfg.log_interval, "train.epochs": cfg.train.epochs,
+                "train.batch_size": cfg.train.batch_size, "eval.samples": cfg.eval.samples,
+                "eval.batch_size": cfg.eval.batch_size, "model.rgb_pool": cfg.model.rgb_pool,
+                "model.depth_pool": cfg.model.depth_pool,
+                "model.hidden_size": cfg.model.hidden_size,
+                "model.latent_size": cfg.model.latent_size,
+                "model.max_length": cfg.model.max_length,
+                "features.encode_batch_size": cfg.features.encode_batch_size}
+    positive.update({key: value for key, value in (
+        ("num_workers", cfg.num_workers), ("train.max_episodes", cfg.train.max_episodes),
+        ("eval.sample", cfg.eval.sample)) if value is not None})
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+    for key, value in (("keep_checkpoints", cfg.keep_checkpoints),
+                       ("torch_threads", cfg.torch_threads),
+                       ("train.kl_anneal_updates", cfg.train.kl_anneal_updates),
+                       ("total_updates", 0 if cfg.total_updates is None else cfg.total_updates),
+                       ("train.kl_weight", cfg.train.kl_weight),
+                       ("train.free_bits", cfg.train.free_bits)):
+        if value < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
+    for key, value in (("train.word_dropout", cfg.train.word_dropout),
+                       ("model.dropout", cfg.model.dropout)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"config key '{key}' must be in [0, 1), got {value}")
+    for key, value in (("train.lr", cfg.train.lr), ("eval.temperature", cfg.eval.temperature)):
+        if value <= 0:
+            raise ConfigError(f"config key '{key}' must be > 0, got {value}")
+    if cfg.model.hidden_size % 2:
+        raise ConfigError(f"config key 'model.hidden_size' must be even (two GRU directions), "
+                          f"got {cfg.model.hidden_size}")
+    for key, value in (("backend.width", cfg.backend.width), ("backend.height", cfg.backend.height)):
+        if value < 32 or value % 32:
+            raise ConfigError(f"config key '{key}' must be a positive multiple of 32 (the RGB "
+                              f"encoder's stride), got {value}")
+
+
+def experiment_trainer(yaml_path: Optional[str], overrides: Sequence[str] = ()) -> str:
+    """The ``trainer`` an experiment YAML (with its ``_base_`` files) and overrides name
+    ("bc" when none does): which config class reads the file."""
+    from agent.config import read_yaml_with_bases
+
+    trainer: Any = None
+    if yaml_path is not None:
+        trainer = read_yaml_with_bases(yaml_path).get("trainer")
+    for override in overrides:
+        key, eq, value = override.partition("=")
+        if eq and key.strip() == "trainer":
+            trainer = value.strip()
+    return str(trainer) if trainer is not None else "bc"

@@ -49,7 +49,7 @@ OBSERVATION_FIELDS = ("rgb_features", "rgb", "depth")
 
 __all__ = ["ObservationFeaturizer", "RolloutRequest", "CollectStats", "collect_episodes",
            "record_expert_episodes", "render_identity", "rgb_encoder_name", "beta_for_iteration",
-           "expert_store_path", "OBSERVATION_FIELDS"]
+           "expert_store_path", "ensure_expert_store", "find_expert_store", "OBSERVATION_FIELDS"]
 
 
 # --------------------------------------------------------------------------- identities
@@ -372,3 +372,36 @@ def record_expert_episodes(envs, episodes: Sequence[Dict[str, Any]],
             on_episode(record)
     stats.seconds += time.perf_counter() - start_time
     return stats
+
+
+def ensure_expert_store(store_path: str, episodes: Sequence[Dict[str, Any]],
+                        gt: Mapping[str, Mapping[str, Any]], featurizer: ObservationFeaturizer,
+                        make_envs: Callable[[int], Any], num_envs: int, *, seed: int = 0,
+                        on_episode: Optional[Callable[[Dict[str, Any]], None]] = None) -> int:
+    """Record the expert episodes of ``episodes`` that the store at ``store_path`` lacks
+    (``make_envs(n)``: a VectorEnv context of n privileged environments, opened only when
+    something is missing) -> episodes recorded. A missing episode whose path is stored is
+    copied, not rendered (:func:`record_expert_episodes`)."""
+    with TrajectoryStore(store_path) as store:
+        missing = [ep for ep in episodes if not store.contains(str(ep["episode_id"]))]
+        if not missing:
+            return 0
+        with make_envs(max(1, min(num_envs, len(missing)))) as envs:
+            stats = record_expert_episodes(envs, episodes, gt, featurizer, store, seed=seed,
+                                           on_episode=on_episode)
+    return stats.episodes
+
+
+def find_expert_store(roots: Sequence[str], split: str, encoder_name: str,
+                      render: Mapping[str, Any], episode_ids: Sequence[str], *,
+                      raw_rgb: bool = False, expert: str = "gt") -> Optional[str]:
+    """The first of ``roots`` whose expert store of ``split`` (this encoder, rendering and
+    expert) holds every one of ``episode_ids``, opened read-only; None if none does."""
+    for root in roots:
+        path = expert_store_path(root, split, encoder_name, render, raw_rgb, expert)
+        if not os.path.exists(os.path.join(path, "data.mdb")):
+            continue
+        with TrajectoryStore(path, readonly=True) as store:
+            if all(store.contains(str(i)) for i in episode_ids):
+                return path
+    return None

@@ -300,11 +300,10 @@ def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optio
     rules). Also ``mean_margin`` (own − misaligned score) and the counts. ``sample``: K
     episodes spread over the split's houses; ``max_episodes``: the first K."""
     from agent.algos.adversarial import ExpertTrajectories, misaligned_candidates, padded_tokens
-    from agent.algos.features import (ObservationFeaturizer, expert_store_path,
-                                      record_expert_episodes, render_identity, rgb_encoder_name)
+    from agent.algos.features import (ObservationFeaturizer, ensure_expert_store,
+                                      expert_store_path, render_identity, rgb_encoder_name)
     from agent.algos.base_trainer import resolve_checkpoint_path
     from agent.datasets.episodes import house_of, load_gt, load_split, split_paths
-    from agent.datasets.trajectory_store import TrajectoryStore
     from agent.envs.vector_env import VectorEnv
     from eval.statistics import bootstrap_ci
 
@@ -332,11 +331,8 @@ def reward_ranking_accuracy(checkpoint_path: str, split: str, *, data_dir: Optio
     root = cfg.features.cache_dir or os.path.join(data_dir, "feature_cache")
     store_path = expert_store_path(root, split, rgb_encoder_name(encoder, cfg.model.rgb_encoder.weights),
                                    render_identity(backend, data_dir), raw_rgb=not encoder.freeze)
-    with TrajectoryStore(store_path) as store:
-        missing = [ep for ep in episodes if not store.contains(str(ep["episode_id"]))]
-        if missing:
-            with VectorEnv(backend, num_envs, in_process=in_process) as envs:
-                record_expert_episodes(envs, missing, gt, featurizer, store)
+    ensure_expert_store(store_path, episodes, gt, featurizer,
+                        lambda n: VectorEnv(backend, n, in_process=in_process), num_envs)
     expert = ExpertTrajectories(store_path, [str(ep["episode_id"]) for ep in episodes],
                                 featurizer.rgb_field)
     by_id = {str(ep["episode_id"]): ep for ep in load_split(episodes_path)[0]}

@@ -1,5 +1,9 @@
 """``langnav train``: config -> trainer -> checkpoint -> evaluation.
 
+A config whose ``trainer`` is ``goal_generator`` is the goal generator's own
+(:class:`~agent.algos.config.GoalGeneratorTrainConfig`; agent/algos/goal_generator.py
+trains and evaluates it); every other trainer reads :class:`TrainConfig`.
+
 ``TRAINERS`` maps ``trainer:`` names to ``module:Class``; each class has
 ``from_config(cfg) -> trainer`` and ``train() -> dict`` (final metrics) and resumes from
 its run directory by itself. After training the checkpoint to report is chosen — the last
@@ -161,15 +165,23 @@ def run_training(cfg: TrainConfig, *, evaluate: bool = True) -> Dict[str, Any]:
 
 def cli_train(args) -> int:
     """``langnav train --config X.yaml [--help-config] [a.b=value ...]``."""
+    from agent.algos.config import GoalGeneratorTrainConfig, experiment_trainer
     from agent.config import format_help
 
+    overrides = list(args.overrides or ())
+    generator = experiment_trainer(args.config, overrides) == "goal_generator"
     if getattr(args, "help_config", False):
-        print("Training config keys (set them in the YAML or as dotted overrides a.b=value):")
-        print(format_help(TrainConfig))
+        print(f"{'Goal generator' if generator else 'Training'} config keys (set them in the "
+              f"YAML or as dotted overrides a.b=value):")
+        print(format_help(GoalGeneratorTrainConfig if generator else TrainConfig))
         return 0
+    if generator:
+        from agent.algos.goal_generator import cli_train_goal_generator
+
+        return cli_train_goal_generator(args.config, overrides)
     from agent import distributed
 
-    cfg = load_train_config(args.config, list(args.overrides or ()))
+    cfg = load_train_config(args.config, overrides)
     if getattr(args, "distributed", False) and not distributed.launched_by_torchrun():
         raise ValueError("--distributed: start the ranks with torchrun, e.g. `torchrun "
                          "--nproc-per-node 2 -m agent.cli train --distributed --config ...` "

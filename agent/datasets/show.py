@@ -27,9 +27,10 @@ def compose_panels(panels: Sequence[Tuple[str, np.ndarray, Optional[np.ndarray]]
 
 
 def episode_picture(data_dir: str, split: str, episode: Dict[str, Any],
-                    width: int = 256, height: int = 256) -> np.ndarray:
+                    width: int = 256, height: int = 256, text: Optional[str] = None) -> np.ndarray:
     """The start view (RGB, depth), the map with start, reference path and goal (its 3 m
-    success radius whole), legends, and the instruction."""
+    success radius whole), legends, and the instruction (or ``text`` in its place, e.g. the
+    goal generator's instructions for the path)."""
     from agent.envs.houses.env import HousesEnv
     from agent.envs.houses.topdown import TopDownMap
     from agent.figures import SUCCESS_RADIUS_M, observation_panels
@@ -50,7 +51,7 @@ def episode_picture(data_dir: str, split: str, episode: Dict[str, Any],
     geodesic = episode.get("info", {}).get("geodesic_distance", float("nan"))
     text = (f"{split} episode {episode['episode_id']} (path {episode.get('trajectory_id')}, "
             f"{episode['scene_id']}, geodesic {geodesic:.1f} m)\n"
-            + episode["instruction"]["instruction_text"])
+            + (episode["instruction"]["instruction_text"] if text is None else text))
     panels = observation_panels(obs["rgb"], obs["depth"], topdown, height=height,
                                 legend=dict(agent_path=False, goal=goal is not None))
     return compose_panels(panels, text, height=height)
@@ -92,6 +93,20 @@ def find_episode(episodes, episode_id: Optional[str], where: str = "this split")
             return ep
     raise KeyError(f"no episode {episode_id!r} in {where} ({len(episodes)} episodes; ids "
                    f"{describe_ids([ep['episode_id'] for ep in episodes])})")
+
+
+def select_episodes(episodes, episode_ids: Sequence[Any], where: str = "this split"
+                    ) -> List[Dict[str, Any]]:
+    """The episodes whose ids are in ``episode_ids``, in the split's order; an id the split
+    lacks is a KeyError naming every such id and listing the ids there are."""
+    wanted = {str(i) for i in episode_ids}
+    known = {str(ep["episode_id"]) for ep in episodes}
+    unknown = [str(i) for i in episode_ids if str(i) not in known]
+    if unknown:
+        raise KeyError(f"no episode {', '.join(map(repr, unknown))} in {where} "
+                       f"({len(episodes)} episodes; ids "
+                       f"{describe_ids([ep['episode_id'] for ep in episodes])})")
+    return [ep for ep in episodes if str(ep["episode_id"]) in wanted]
 
 
 def save_png(path: str, image: np.ndarray) -> None:

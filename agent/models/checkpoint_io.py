@@ -33,9 +33,11 @@ class CheckpointError(ValueError):
     another run (a ValueError, so ``langnav`` prints its one-line message)."""
 
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
+def load_checkpoint(path: str, *, fmt: str = CHECKPOINT_FORMAT, version: int = CHECKPOINT_VERSION,
+                    kind: str = "langnav checkpoint") -> Dict[str, Any]:
     """The checkpoint dict; CheckpointError naming ``path`` if it is missing, corrupt,
-    truncated, not a langnav checkpoint, or of an unknown version."""
+    truncated, not a ``kind`` (its ``format`` is not ``fmt``; e.g. the goal generator's),
+    or of another version."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -43,13 +45,14 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated: "
                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a langnav checkpoint (no format "
-                              f"'{CHECKPOINT_FORMAT}')")
-    if payload.get("version") != CHECKPOINT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise CheckpointError(f"{path} is not a {kind} (format {found!r}, expected '{fmt}')")
+    if payload.get("version") != version:
         raise CheckpointError(f"checkpoint {path} has version {payload.get('version')}; this "
-                              f"langnav reads version {CHECKPOINT_VERSION}")
-    decode_policy_state(payload)  # an exported checkpoint's float16 / int8 weights -> float32
+                              f"langnav reads version {version}")
+    if fmt == CHECKPOINT_FORMAT:
+        decode_policy_state(payload)  # an exported checkpoint's float16 / int8 weights -> float32
     return payload
 
 

@@ -50,8 +50,15 @@ def test_help_config_lists_every_key(capsys):
 
 
 def test_experiment_files_load_with_their_intent():
-    configs = {name[:-5]: load_train_config(os.path.join(EXPERIMENTS, name))
-               for name in os.listdir(EXPERIMENTS) if name.endswith(".yaml")}
+    from agent.algos.config import experiment_trainer, load_goal_generator_config
+
+    files = {name[:-5]: os.path.join(EXPERIMENTS, name)
+             for name in os.listdir(EXPERIMENTS) if name.endswith(".yaml")}
+    configs = {name: load_train_config(path) for name, path in files.items()
+               if experiment_trainer(path) != "goal_generator"}
+    generator = load_goal_generator_config(files["goal_generator"])
+    assert generator.trainer == "goal_generator" and generator.data_dir == "data/default"
+    assert generator.rgb_encoder.layers == (7, 14) and generator.train.free_bits > 0
     for name in ("bc", "dagger", "bc_glove", "bc_blind", "smoke_bc"):
         assert name in configs, name
     assert configs["bc"].trainer == "bc" and configs["bc"].bc.lr == 1e-3
