@@ -48,12 +48,14 @@ MODULES: Dict[str, Tuple[str, ...]] = {
     "eval/metrics.py": ("tests/eval/test_metrics.py",),
     "eval/statistics.py": ("tests/eval/test_statistics.py",),
     "agent/algos/ppo.py": ("tests/algos/test_ppo_units.py", "tests/algos/test_gae.py"),
-    "agent/envs/houses/navigation.py": ("tests/envs/test_navigation.py",),
-    # the adversarial trainers' tests train on the tiny dataset: minutes per mutant
-    "agent/algos/adversarial.py": ("tests/algos/test_gail_airl.py",),
-    "agent/algos/gail.py": ("tests/algos/test_gail_airl.py",),
-    "agent/algos/airl.py": ("tests/algos/test_gail_airl.py",),
-    "agent/models/reward.py": ("tests/algos/test_reward.py",),
+    # the hand-computed unit tests first: -x stops a killed mutant there, in seconds
+    "agent/envs/houses/navigation.py": ("tests/envs/test_navigation_units.py",
+                                        "tests/envs/test_navigation.py"),
+    # after the unit tests, the trainers' tests on the tiny dataset (minutes per survivor)
+    "agent/algos/adversarial.py": ("tests/algos/test_adversarial_units.py", "tests/algos/test_gail_airl.py"),
+    "agent/algos/gail.py": ("tests/algos/test_adversarial_units.py", "tests/algos/test_gail_airl.py"),
+    "agent/algos/airl.py": ("tests/algos/test_adversarial_units.py", "tests/algos/test_gail_airl.py"),
+    "agent/models/reward.py": ("tests/algos/test_reward.py", "tests/algos/test_adversarial_units.py"),
 }
 
 _COMPARE_SWAPS = {
@@ -370,8 +372,10 @@ def run_tests(module_path: str, source: str, tests: Sequence[str], timeout: floa
 
 def mutate_module(module_path: str, count: int, seed: int, tests: Optional[Sequence[str]] = None,
                   timeout_factor: float = 3.0, min_timeout: float = 30.0,
-                  equivalent: Optional[Dict[str, str]] = None, log=print) -> Dict[str, object]:
-    """Sample and run the mutants of one module -> a summary dict (see :func:`main`)."""
+                  equivalent: Optional[Dict[str, str]] = None, log=print,
+                  only: Sequence[str] = ()) -> Dict[str, object]:
+    """Sample and run the mutants of one module -> a summary dict (see :func:`main`).
+    ``only``: run just the mutants with these keys (e.g. a previous run's survivors)."""
     full = os.path.join(ROOT, module_path)
     with open(full, encoding="utf-8") as f:
         source = f.read()
@@ -380,6 +384,12 @@ def mutate_module(module_path: str, count: int, seed: int, tests: Optional[Seque
     lines = source.splitlines()
     points = list_mutants(source)
     sample = sample_mutants(points, count, seed)
+    if only:
+        by_key = {m.key(module_path): m for m in points}
+        missing = [key for key in only if key not in by_key]
+        if missing:
+            raise ValueError(f"not a mutant of {module_path}: {missing[0]!r} (see --list)")
+        sample = sample_mutants([by_key[key] for key in only], len(only), seed)
     workdir = tempfile.mkdtemp(prefix="langnav_mutation_")
     preload()
     try:
@@ -418,6 +428,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--timeout-factor", type=float, default=3.0,
                         help="a mutant times out after this many times the unmutated tests' time")
     parser.add_argument("--list", action="store_true", help="print every mutation point and exit")
+    parser.add_argument("--only", action="append", default=[], metavar="KEY",
+                        help="run only this mutant ('path:line:col change' as printed; repeatable), "
+                             "e.g. a previous run's survivors after adding a test")
     args = parser.parse_args(argv)
     if args.mutants <= 0:
         parser.error(f"--mutants must be positive, got {args.mutants}")
@@ -432,7 +445,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     summaries = []
     for module in args.modules:
-        summary = mutate_module(module, args.mutants, args.seed, timeout_factor=args.timeout_factor)
+        only = [key for key in args.only if key.startswith(module + ":")]
+        try:
+            summary = mutate_module(module, args.mutants, args.seed,
+                                    timeout_factor=args.timeout_factor, only=only)
+        except (RuntimeError, ValueError, OSError) as error:  # one line, no traceback
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
         summaries.append(summary)
         for key in summary["survivors"]:
             print(f"SURVIVED {key}")
