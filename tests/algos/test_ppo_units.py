@@ -56,12 +56,12 @@ def test_advantages_are_normalised_over_valid_steps_only():
     old = torch.log(torch.full((1, 3), 0.5))  # ratio 1
     valid = [[True, True, False]]
     terms = ppo_loss_terms(_two_action_logits(probs), torch.zeros(1, 3),
-                           _sample([[0, 0, 0]], old, [[3.0, 1.0, 100.0]], [[0.0] * 3], [[0.0] * 3], valid),
+                           _sample([[0, 0, 0]], old, [[5.0, 1.0, 100.0]], [[0.0] * 3], [[0.0] * 3], valid),
                            clip_param=0.2, clip_value_loss=False, normalize_advantage=True)
-    # valid advantages 3, 1 -> mean 2, std 1 -> normalised +1, -1 -> surrogate mean 0
+    # valid advantages 5, 1 -> mean 3, std 2 -> normalised +1, -1 -> surrogate mean 0
     assert terms["pg_loss"].item() == pytest.approx(0.0, abs=1e-6)
     terms = ppo_loss_terms(_two_action_logits([[0.6, 0.5, 0.5]]), torch.zeros(1, 3),
-                           _sample([[0, 0, 0]], old, [[3.0, 1.0, 100.0]], [[0.0] * 3], [[0.0] * 3], valid),
+                           _sample([[0, 0, 0]], old, [[5.0, 1.0, 100.0]], [[0.0] * 3], [[0.0] * 3], valid),
                            clip_param=0.5, clip_value_loss=False, normalize_advantage=True)
     # ratio 1.2 on the +1 step, 1 on the -1 step: -(1.2 - 1) / 2
     assert terms["pg_loss"].item() == pytest.approx(-0.1, abs=1e-5)
@@ -212,7 +212,8 @@ def test_update_stops_after_the_epoch_whose_kl_exceeds_the_target():
     ppo = PPO(_TablePolicy(2, 4), lr=0.0, ppo_epochs=4, num_mini_batch=2, target_kl=1e-4)
     metrics = ppo.update(buffer)
     assert metrics["num_updates"] == 2.0 and metrics["stopped_early"] == 1.0
-    loose = PPO(_TablePolicy(2, 4), lr=0.0, ppo_epochs=4, num_mini_batch=2, target_kl=1.0)
+    # the epoch's mean KL (0.0052) is compared, not a sum over its minibatches
+    loose = PPO(_TablePolicy(2, 4), lr=0.0, ppo_epochs=4, num_mini_batch=2, target_kl=0.01)
     assert loose.update(buffer)["num_updates"] == 8.0
 
 
@@ -246,8 +247,11 @@ def test_gradient_norm_is_clipped_to_max_grad_norm():
     buffer.returns = buffer.returns * 1000  # a huge value-loss gradient
     policy = _TablePolicy(2, 4)
     ppo = PPO(policy, lr=0.0, ppo_epochs=1, num_mini_batch=1, max_grad_norm=0.5)
+    reference = _TablePolicy(2, 4)
+    PPO(reference).loss_terms(buffer.sample(torch.arange(4)))["loss"].backward()
+    unclipped = torch.sqrt(sum((p.grad ** 2).sum() for p in reference.parameters())).item()
     metrics = ppo.update(buffer)
-    assert metrics["grad_norm"] > 100  # reported before clipping
+    assert metrics["grad_norm"] == pytest.approx(unclipped, rel=1e-5) and unclipped > 100  # before clipping
     total = torch.sqrt(sum((p.grad ** 2).sum() for p in policy.parameters()))
     assert total.item() == pytest.approx(0.5, rel=1e-4)
 
