@@ -205,3 +205,25 @@ def test_withheld_goal_leaves_goal_metrics_none_and_nan_is_refused():
         episode_metrics(nan_start)
     with pytest.raises(ValueError, match="episode '77'.*both"):
         episode_metrics(dict(record, geodesic_start=3.0))
+
+
+def test_spl_of_a_zero_length_episode_on_the_goal_is_its_success():
+    # d0 = L = 0: max(d0, L) = 0, SPL is S (not 0/0)
+    assert spl(1.0, 0.0, 0.0) == 1.0
+    assert spl(0.0, 0.0, 0.0) == 0.0
+    # sub-metre d0 and L are valid, only negative ones are errors
+    assert spl(1.0, 0.5, 0.8) == pytest.approx(0.625)
+    with pytest.raises(ValueError, match="d0 >= 0"):
+        spl(1.0, -0.1, 1.0)
+
+
+def test_sr_at_1m_fails_between_1_and_2_m_where_sr_succeeds():
+    record = open_floor_record(straight_line([0, 0, 0], [2.5, 0, 0]), goal=[4.0, 0, 0], stop_called=True)
+    metrics = episode_metrics(record)  # NE = 1.5 m
+    assert metrics["ne"] == pytest.approx(1.5)
+    assert (metrics["sr"], metrics["sr_1m"]) == (1.0, 0.0)
+
+
+def test_cls_of_an_agent_that_never_moves_on_a_single_point_reference_is_one():
+    # EL = LS denominator = 0: the length score is 1, CLS = PC = 1
+    assert cls([[1.0, 0.0, 2.0]], [[1.0, 0.0, 2.0]]) == 1.0

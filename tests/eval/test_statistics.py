@@ -143,3 +143,17 @@ def test_speed_figure_2000_resamples_over_2000_episodes():
     naive_s = time.perf_counter() - start
     print(f"\nbootstrap 2000 x 2000 episodes: clustered (100 houses) {clustered_s * 1e3:.1f} ms, "
           f"unclustered {naive_s * 1e3:.1f} ms")
+
+
+def test_a_mapping_paired_with_a_sequence_is_an_error_naming_both():
+    for a, b in (({"e1": 1.0}, [1.0]), ([1.0], {"e1": 1.0})):
+        with pytest.raises(ValueError, match="both be"):
+            paired_delta_ci(a, b)
+
+
+def test_relative_interval_is_undefined_when_no_replicate_draws_a_nonzero_baseline():
+    # baseline b is non-zero only in house h1; a one-replicate bootstrap that draws h2 twice
+    seed = next(s for s in range(100)
+                if cluster_multiplicities(2, 1, np.random.default_rng(s))[0].tolist() == [0, 2])
+    point, lo, hi = paired_relative_ci([1.0, 1.0], [1.0, 0.0], clusters=["h1", "h2"], n_boot=1, seed=seed)
+    assert point == pytest.approx(1.0) and (lo, hi) == (None, None)
