@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The quickstart on the embedded houses world: sets up langnav, builds the tiny dataset,
 # evaluates the shipped pretrained agent (models/vln_agent.pt, trained on the default
-# preset: every tiny house is new to it) beside the control agents on val_seen and
+# preset; the tiny preset's houses are the default's first ones, so its tiny val_seen
+# episodes are among the agent's training episodes and only val_unseen is held out)
+# beside the control agents on val_seen and
 # val_unseen, trains a BC warm start and a language-conditioned AIRL agent briefly (a smoke
 # run, not a result: it shows that training runs), evaluates both, writes the leaderboard
 # report and rollout videos of the pretrained agent, and says where everything is.
