@@ -184,7 +184,9 @@ def cli_rollout(args) -> int:
     agent = make_agent(args.agent, 1, args.data, seed=args.seed)
     args.data = resolve_data_dir(args.data, args.backend_config, agent)
     ep_path, gt_path = require_split(args.data, args.split)
-    episodes, _ = load_split(ep_path)
+    episodes, vocab = load_split(ep_path)
+    if hasattr(agent, "check_vocab"):  # another vocabulary: texts re-encoded, as in eval
+        agent.check_vocab(vocab, ep_path)
     gt = load_gt(gt_path) if os.path.exists(gt_path) else {}
     if args.episode_ids:
         episodes = select_episodes(episodes, args.episode_ids.split(","), ep_path)

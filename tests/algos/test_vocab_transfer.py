@@ -100,6 +100,12 @@ def test_a_checkpoint_of_another_vocabulary_reencodes_the_text(tiny_dataset, oth
     encoding = stats["run"]["instruction_encoding"]
     assert encoding["reencoded"] is True and encoding["with_unknown_words"] == 1
     assert sorted(encoding["unknown_words"]) == missing
+    # rollout re-encodes the same way (it once passed the dataset's ids, out of range here)
+    from agent.cli import main as langnav
+
+    assert langnav(["rollout", "--agent", path, "--data", other_seed_dataset, "--split",
+                    "val_unseen", "--episodes", "1", "--out", str(tmp_path / "video")]) == 0
+    assert any(name.endswith(".mp4") for name in os.listdir(tmp_path / "video"))
     # what the policy read: the text in its own ids, UNK for the two words
     agent = load_policy_agent(path, num_slots=1)
     agent.check_vocab(houses_vocab())
