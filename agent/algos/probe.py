@@ -181,10 +181,11 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
     other = teacher_forced_scores(policy, items, swapped)
     by_id = {str(ep["episode_id"]): ep for ep in chosen}
     texts = [str(instruction_parts(by_id[i]["instruction"])[0] or "") for i in ids]
-    sided = [mirror_directions(t) != t for t in texts]
+    sided = np.array([mirror_directions(t) != t for t in texts], dtype=bool)
+    # only the episodes whose instruction names a side change when mirrored
     mirrored = teacher_forced_scores(
-        policy, items, [tokenizer.ids(mirror_directions(t), None) if side else own_tokens[k]
-                        for k, (t, side) in enumerate(zip(texts, sided))])
+        policy, [items[k] for k in np.flatnonzero(sided)],
+        [tokenizer.ids(mirror_directions(texts[k]), None) for k in np.flatnonzero(sided)])
     houses = [house_of(shuffled[i]) for i in ids]
     delta, lo, hi = paired_delta_ci(other["nll"], own["nll"], houses, seed=seed)
     changed = sum(not np.array_equal(np.trim_zeros(a, "b"), np.trim_zeros(b, "b"))
@@ -194,11 +195,11 @@ def instruction_probe(checkpoint_path: str, split: str, *, data_dir: Optional[st
         "houses": len(set(houses)), "instructions_changed": int(changed),
         "own": _means(own),
         "shuffled": _means(other),
-        "mirrored": _means(mirrored, sided),
-        "mirrored_episodes": int(sum(sided)),
+        "mirrored": _means(mirrored),
+        "mirrored_episodes": int(sided.sum()),
         "own_on_mirrored_episodes": _means(own, sided),
-        "first_turn_flips": (float(np.mean(own["first_turn"][sided] != mirrored["first_turn"][sided]))
-                             if any(sided) else float("nan")),
+        "first_turn_flips": (float(np.mean(own["first_turn"][sided] != mirrored["first_turn"]))
+                             if sided.any() else float("nan")),
         "delta_nll": {"mean": delta, "ci95": [lo, hi]},
         "own_nll_lower_share": float((own["nll"] < other["nll"]).mean()),
     }
